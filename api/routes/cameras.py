@@ -1,0 +1,85 @@
+"""Cameras the caller may see. One they may not see answers 404, exactly like one that does not exist."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
+
+from api.deps import ScopeDep, SessionDep
+from api.schemas import CameraOut, CameraPage, ErrorOut
+from models.access import visible_camera
+from models.audit import record_access
+from models.domain import Camera, GridNode
+from models.errors import NotFound
+
+router = APIRouter(prefix="/api", tags=["cameras"])
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def camera_out(cam: Camera) -> CameraOut:
+    return CameraOut(
+        id=cam.id,
+        name=cam.name,
+        grid_id=cam.grid_id,
+        grid_code=cam.grid.code if cam.grid else None,
+        grid_name=cam.grid.name if cam.grid else None,
+        lon=cam.lon,
+        lat=cam.lat,
+        enabled=cam.enabled,
+        status=cam.status,
+        has_onvif=bool(cam.onvif_url),
+        stream_host=_host(cam.url),
+        updated_at=cam.updated_at,
+    )
+
+
+@router.get("/cameras", response_model=CameraPage)
+def list_cameras(
+    session: SessionDep,
+    scope: ScopeDep,
+    q: str | None = Query(default=None, max_length=100, description="Substring of the camera name"),
+    grid: str | None = Query(default=None, max_length=64, description="Only cameras under this grid code"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0, le=10_000_000),
+) -> CameraPage:
+    """Cameras visible to the caller, by name, paginated."""
+    where = [scope.camera_filter()]
+    if q:
+        where.append(Camera.name.contains(q, autoescape=True))
+    if grid:
+        prefix = session.scalar(select(GridNode.path).where(GridNode.code == grid))
+        if prefix is None:
+            return CameraPage(items=[], total=0, limit=limit, offset=offset)
+        where.append(Camera.grid_id.in_(select(GridNode.id).where(GridNode.path.startswith(prefix))))
+    total = session.scalar(select(func.count()).select_from(Camera).where(*where)) or 0
+    rows = session.scalars(
+        select(Camera).options(joinedload(Camera.grid)).where(*where).order_by(Camera.name, Camera.id).limit(limit).offset(offset)
+    ).all()
+    return CameraPage(items=[camera_out(c) for c in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/cameras/{camera_id}", response_model=CameraOut, responses={404: {"model": ErrorOut}})
+def get_camera(camera_id: int, request: Request, session: SessionDep, scope: ScopeDep) -> CameraOut:
+    cam = visible_camera(session, scope, camera_id)
+    record_access(
+        session,
+        scope=scope,
+        allowed=cam is not None,
+        channel="api",
+        object_type="camera",
+        object_id=camera_id,
+        remote_addr=request.client.host if request.client else "",
+    )
+    session.commit()
+    if cam is None:
+        raise NotFound("camera not found")
+    return camera_out(cam)

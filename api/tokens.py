@@ -1,0 +1,42 @@
+"""JWT access tokens: short-lived, bound to the user's token version so that a disable cuts them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+
+from models.domain import User, utcnow
+from models.errors import AuthError
+
+ALGORITHM = "HS256"
+
+
+def issue_access_token(user: User, *, secret: str, ttl_s: int, now: datetime | None = None) -> str:
+    now = now or utcnow()
+    claims: dict[str, Any] = {
+        "sub": str(user.id),
+        "tv": user.token_version,
+        "role": user.role,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
+        "typ": "access",
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, *, secret: str) -> tuple[int, int]:
+    """(user id, token version) of a valid token; AuthError otherwise."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "tv"]})
+    except jwt.ExpiredSignatureError as err:
+        raise AuthError("token expired") from err
+    except jwt.PyJWTError as err:
+        raise AuthError("invalid token") from err
+    if claims.get("typ") != "access":
+        raise AuthError("not an access token")
+    try:
+        return int(claims["sub"]), int(claims["tv"])
+    except (TypeError, ValueError) as err:
+        raise AuthError("invalid token") from err

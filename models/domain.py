@@ -1,0 +1,331 @@
+"""The domain tables: grid tree, cameras, zones, users and their scope, tickets, access log.
+
+Behaviour lives next to these tables in its own module (``access.py`` decides visibility,
+``gridimport.py`` builds the tree, ``tickets.py`` moves tickets); this module only says what is stored.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every database (SQLite drops the zone; this puts it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class GridKind(enum.StrEnum):
+    district = "district"
+    street = "street"
+    community = "community"
+    grid = "grid"
+
+
+#: depth of each kind in the tree: a child is always exactly one level below its parent
+GRID_KIND_LEVEL: dict[GridKind, int] = {
+    GridKind.district: 0,
+    GridKind.street: 1,
+    GridKind.community: 2,
+    GridKind.grid: 3,
+}
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    operator = "operator"
+    manager = "manager"
+    grid_leader = "grid_leader"
+    patroller = "patroller"
+
+
+class ZoneKind(enum.StrEnum):
+    road = "road"
+    fire_lane = "fire_lane"
+    crowd_area = "crowd_area"
+    mask = "mask"
+
+
+class TicketState(enum.StrEnum):
+    open = "open"
+    dispatched = "dispatched"
+    accepted = "accepted"
+    resolved = "resolved"
+    verified = "verified"
+    closed = "closed"
+    rejected = "rejected"
+    reopened = "reopened"
+
+
+class TicketCategory(enum.StrEnum):
+    road_occupation = "road_occupation"
+    fire_lane_blockage = "fire_lane_blockage"
+    crowding = "crowding"
+    other = "other"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _enum_col(enum_cls: type[enum.StrEnum], length: int = 24) -> String:
+    # Enums are stored as plain strings (validated in Python) so that adding a value needs no migration.
+    return String(length)
+
+
+class GridNode(Base):
+    __tablename__ = "grid_nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(_enum_col(GridKind))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("grid_nodes.id", ondelete="RESTRICT"), index=True)
+    #: materialised path of ids, "/1/7/42/": a subtree is every node whose path starts with this one's
+    path: Mapped[str] = mapped_column(String(400), index=True)
+    #: GeoJSON geometry (Polygon or MultiPolygon, lon/lat)
+    geometry: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    parent: Mapped[GridNode | None] = relationship(remote_side=[id])
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    #: the stream URL, credentials included: a secret, never returned by the API or logged
+    url: Mapped[str] = mapped_column(Text)
+    onvif_url: Mapped[str | None] = mapped_column(Text)
+    onvif_username: Mapped[str | None] = mapped_column(String(200))
+    onvif_password: Mapped[str | None] = mapped_column(String(200))
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid_nodes.id", ondelete="SET NULL"), index=True)
+    #: true when an operator set the grid by hand: re-imports of the grid tree leave it alone
+    grid_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(24), default="unknown")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    grid: Mapped[GridNode | None] = relationship()
+
+
+class Zone(Base):
+    """One detection zone of a camera, as of the camera's current zones version."""
+
+    __tablename__ = "zones"
+    __table_args__ = (UniqueConstraint("camera_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(_enum_col(ZoneKind))
+    #: [[x, y], ...] normalised to 0..1 of the image (x right, y down)
+    polygon_norm: Mapped[list[Any]] = mapped_column(JSON)
+    #: rule parameters (dwell_s, classes, thresholds, schedule...), validated before storing
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ZoneRevision(Base):
+    """Every saved zones document of a camera, with who saved it and when."""
+
+    __tablename__ = "zone_revisions"
+    __table_args__ = (UniqueConstraint("camera_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(_enum_col(Role))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: bumped to cut every token issued before (password change, disable)
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    assignments: Mapped[list[Assignment]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class Assignment(Base):
+    """A user's responsibility for a grid node (a manager's scope is the node's whole subtree)."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("user_id", "grid_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grid_nodes.id", ondelete="CASCADE"), index=True)
+
+    user: Mapped[User] = relationship(back_populates="assignments")
+    grid: Mapped[GridNode] = relationship(lazy="joined")
+
+
+class CameraGrant(Base):
+    """A camera lent to a user for a time window [starts_at, ends_at)."""
+
+    __tablename__ = "camera_grants"
+    __table_args__ = (Index("ix_camera_grants_grantee_window", "grantee_id", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), index=True)
+    grantee_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    granted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    starts_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ends_at: Mapped[datetime] = mapped_column()
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A long-lived token for machines and RTSP clients, stored hashed, revocable."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category: Mapped[str] = mapped_column(_enum_col(TicketCategory, 32))
+    #: the city-management case code of the category (e.g. 街面秩序/占道经营)
+    case_code: Mapped[str] = mapped_column(String(120), default="")
+    #: camera | patrol | hotline_12345 | police_110 | api
+    source: Mapped[str] = mapped_column(String(32), default="camera")
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), index=True)
+    zone_name: Mapped[str | None] = mapped_column(String(120))
+    rule: Mapped[str | None] = mapped_column(String(32))
+    #: "camera:zone:rule:episode-start": one ticket per detection episode (NULL for manual reports)
+    episode_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid_nodes.id", ondelete="SET NULL"), index=True)
+    state: Mapped[str] = mapped_column(_enum_col(TicketState), default=TicketState.open, index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    description: Mapped[str] = mapped_column(Text, default="")
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    accept_by: Mapped[datetime | None] = mapped_column()
+    resolve_by: Mapped[datetime | None] = mapped_column()
+    accepted_at: Mapped[datetime | None] = mapped_column()
+    resolved_at: Mapped[datetime | None] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+    condition_cleared_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    grid: Mapped[GridNode | None] = relationship(lazy="joined")
+
+
+class TicketTransition(Base):
+    """The audit trail of a ticket: every state change with who, when, a note and optional photos."""
+
+    __tablename__ = "ticket_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    photos: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketOccurrence(Base):
+    """One rule event attached to a ticket; the unique event id makes at-least-once delivery idempotent."""
+
+    __tablename__ = "ticket_occurrences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[str] = mapped_column(String(80), unique=True)
+    #: started | updated | ended
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    evidence_path: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AccessLog(Base):
+    """Who looked at (or tried to look at, or changed) what, when, from where, through which path."""
+
+    __tablename__ = "access_log"
+    __table_args__ = (Index("ix_access_log_user_at", "user_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    username: Mapped[str] = mapped_column(String(64), default="")
+    #: view | deny | change | login | login_failed
+    action: Mapped[str] = mapped_column(String(24))
+    #: api | snapshot | wall | evidence | gateway | cli
+    channel: Mapped[str] = mapped_column(String(24))
+    object_type: Mapped[str] = mapped_column(String(24), default="")
+    object_id: Mapped[str] = mapped_column(String(64), default="")
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,216 @@
+"""Import of the grid tree from a GeoJSON FeatureCollection: validate everything, then write all or nothing.
+
+Each feature carries ``code``, ``name``, ``kind`` (district|street|community|grid) and ``parent_code``
+(empty for a district) and a Polygon/MultiPolygon geometry in lon/lat. A code already in the database is
+updated in place (re-importing a corrected file is the normal way to fix a boundary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import shapely
+from shapely.geometry import shape
+from shapely.validation import explain_validity
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.domain import GRID_KIND_LEVEL, Camera, GridKind, GridNode
+from models.errors import ValidationError
+from models.geo import GridLocator
+
+MAX_CODE_LENGTH = 64
+MAX_VERTICES = 100_000
+
+
+@dataclass
+class GridImportReport:
+    created: int = 0
+    updated: int = 0
+    cameras_placed: int = 0
+    cameras_outside: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Feature:
+    index: int
+    code: str
+    name: str
+    kind: GridKind
+    parent_code: str | None
+    geometry: dict[str, Any] | None
+
+    @property
+    def where(self) -> str:
+        return f"feature {self.index} (code {self.code!r})" if self.code else f"feature {self.index}"
+
+
+def _text(props: dict[str, Any], key: str, where: str, *, required: bool) -> str | None:
+    value = props.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise ValidationError("is missing", where=where, field=key)
+        return None
+    if not isinstance(value, str | int):
+        raise ValidationError(f"must be a string, got {type(value).__name__}", where=where, field=key)
+    return str(value).strip()
+
+
+def _check_geometry(geometry: Any, where: str) -> dict[str, Any] | None:
+    if geometry is None:
+        return None
+    if not isinstance(geometry, dict) or geometry.get("type") not in {"Polygon", "MultiPolygon"}:
+        got = geometry.get("type") if isinstance(geometry, dict) else type(geometry).__name__
+        raise ValidationError(f"must be a Polygon or MultiPolygon, got {got!r}", where=where, field="geometry")
+    try:
+        geom = shape(geometry)
+    except Exception as err:  # shapely raises several types for malformed coordinates
+        raise ValidationError(f"malformed coordinates ({err})", where=where, field="geometry") from err
+    if geom.is_empty:
+        raise ValidationError("is empty", where=where, field="geometry")
+    if shapely.get_num_coordinates(geom) > MAX_VERTICES:
+        raise ValidationError(f"has more than {MAX_VERTICES} vertices", where=where, field="geometry")
+    minx, miny, maxx, maxy = geom.bounds
+    if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+        raise ValidationError("coordinates must be lon -180..180, lat -90..90", where=where, field="geometry")
+    if not geom.is_valid:
+        raise ValidationError(f"invalid polygon: {explain_validity(geom)}", where=where, field="geometry")
+    return dict(geometry)
+
+
+def parse_features(doc: Any) -> list[_Feature]:
+    """Validate a parsed GeoJSON document; the first error names the feature and the field."""
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
+        raise ValidationError("the file must be a GeoJSON FeatureCollection", field="type")
+    raw = doc.get("features")
+    if not isinstance(raw, list):
+        raise ValidationError("must be a list", field="features")
+    features: list[_Feature] = []
+    seen: dict[str, int] = {}
+    for i, feat in enumerate(raw):
+        where = f"feature {i}"
+        if not isinstance(feat, dict) or feat.get("type") != "Feature":
+            raise ValidationError("is not a GeoJSON Feature", where=where, field="type")
+        props = feat.get("properties")
+        if not isinstance(props, dict):
+            raise ValidationError("must be an object", where=where, field="properties")
+        code = _text(props, "code", where, required=True)
+        assert code is not None
+        where = f"feature {i} (code {code!r})"
+        if len(code) > MAX_CODE_LENGTH:
+            raise ValidationError(f"is longer than {MAX_CODE_LENGTH} characters", where=where, field="code")
+        if code in seen:
+            raise ValidationError(f"duplicate code, also used by feature {seen[code]}", where=where, field="code")
+        seen[code] = i
+        name = _text(props, "name", where, required=True)
+        kind_text = _text(props, "kind", where, required=True)
+        try:
+            kind = GridKind(kind_text)
+        except ValueError as err:
+            allowed = ", ".join(k.value for k in GridKind)
+            raise ValidationError(f"unknown kind {kind_text!r} (use {allowed})", where=where, field="kind") from err
+        parent_code = _text(props, "parent_code", where, required=False)
+        if parent_code == code:
+            raise ValidationError("a node cannot be its own parent", where=where, field="parent_code")
+        geometry = _check_geometry(feat.get("geometry"), where)
+        assert name is not None
+        features.append(_Feature(i, code, name, kind, parent_code, geometry))
+    return features
+
+
+def import_grids(session: Session, doc: Any) -> GridImportReport:
+    """Validate and write the tree inside the caller's transaction; any error leaves nothing written."""
+    features = parse_features(doc)
+    existing = {n.code: n for n in session.scalars(select(GridNode))}
+    by_code = {f.code: f for f in features}
+
+    def kind_of(code: str) -> GridKind:
+        return by_code[code].kind if code in by_code else GridKind(existing[code].kind)
+
+    for f in features:
+        if f.kind == GridKind.district:
+            if f.parent_code is not None:
+                raise ValidationError("a district has no parent", where=f.where, field="parent_code")
+            continue
+        if f.parent_code is None:
+            raise ValidationError(f"is missing (a {f.kind.value} needs a parent)", where=f.where, field="parent_code")
+        if f.parent_code not in by_code and f.parent_code not in existing:
+            raise ValidationError(
+                f"parent {f.parent_code!r} is neither in the file nor in the database", where=f.where, field="parent_code"
+            )
+        parent_kind = kind_of(f.parent_code)
+        if GRID_KIND_LEVEL[parent_kind] != GRID_KIND_LEVEL[f.kind] - 1:
+            raise ValidationError(
+                f"a {f.kind.value} must sit under a {_kind_above(f.kind)}, parent {f.parent_code!r} is a {parent_kind.value}",
+                where=f.where,
+                field="parent_code",
+            )
+
+    report = GridImportReport()
+    # Parents before children: sort by level (levels are strict, so this is a topological order).
+    for f in sorted(features, key=lambda f: (GRID_KIND_LEVEL[f.kind], f.index)):
+        node = existing.get(f.code)
+        if node is None:
+            node = GridNode(code=f.code, name=f.name, kind=f.kind.value, path="")
+            session.add(node)
+            existing[f.code] = node
+            report.created += 1
+        else:
+            report.updated += 1
+        node.name = f.name
+        node.kind = f.kind.value
+        node.geometry = f.geometry
+        node.parent = existing[f.parent_code] if f.parent_code else None
+        session.flush()
+        node.path = (node.parent.path if node.parent else "/") + f"{node.id}/"
+    session.flush()
+    _refresh_descendant_paths(session)
+    placed, outside = place_cameras(session)
+    report.cameras_placed, report.cameras_outside = placed, outside
+    return report
+
+
+def _kind_above(kind: GridKind) -> str:
+    level = GRID_KIND_LEVEL[kind] - 1
+    return next(k.value for k, lvl in GRID_KIND_LEVEL.items() if lvl == level)
+
+
+def _refresh_descendant_paths(session: Session) -> None:
+    """Recompute every path top-down (a re-import may have moved a subtree to another parent)."""
+    nodes = list(session.scalars(select(GridNode)))
+    children: dict[int | None, list[GridNode]] = {}
+    for n in nodes:
+        children.setdefault(n.parent_id, []).append(n)
+    by_id = {n.id: n for n in nodes}
+    for n in nodes:
+        parent = by_id.get(n.parent_id) if n.parent_id is not None else None
+        want = GRID_KIND_LEVEL[GridKind(n.kind)] - 1
+        if (parent is None and want != -1) or (parent is not None and GRID_KIND_LEVEL[GridKind(parent.kind)] != want):
+            raise ValidationError(
+                "the tree would break: this node's parent is not one level above it", where=f"node {n.code!r}", field="kind"
+            )
+    stack: list[tuple[GridNode, str]] = [(n, "/") for n in children.get(None, [])]
+    while stack:
+        node, prefix = stack.pop()
+        node.path = f"{prefix}{node.id}/"
+        stack.extend((c, node.path) for c in children.get(node.id, []))
+    session.flush()
+
+
+def place_cameras(session: Session) -> tuple[int, list[str]]:
+    """Re-place every camera without a manual grid override; returns (placed, names outside every grid)."""
+    cams = [c for c in session.scalars(select(Camera).where(Camera.grid_override.is_(False)))]
+    with_loc = [c for c in cams if c.lon is not None and c.lat is not None]
+    locator = GridLocator.from_session(session)
+    found = locator.locate_many([(c.lon, c.lat) for c in with_loc])  # type: ignore[misc]
+    outside: list[str] = []
+    placed = 0
+    for cam, hit in zip(with_loc, found, strict=True):
+        cam.grid_id = hit[0] if hit else None
+        if hit:
+            placed += 1
+        else:
+            outside.append(cam.name)
+    session.flush()
+    return placed, outside
