@@ -1,0 +1,175 @@
+"""The classic backend: OpenCV and numpy only, no weights. The zero-download fallback.
+
+Two background models per camera, updated with time constants in seconds (so the detect rate does not
+change their meaning):
+- fast (``fast_tau_s``, about a second): what moves;
+- slow (``slow_tau_s``, minutes): the empty scene.
+A pixel that differs from the slow model but not from the fast one has stopped there. Once it has
+been so for ``static_s`` it is *latched*: the slow model stops learning under it, so the object never
+fades into the background however long it stays, until the pixels match the background again (the
+object left). A blob whose background has more structure than the frame is a ghost (something that
+stood in the first frames, or a parked van that left) and is learnt into the background at once.
+Global lighting changes are compensated with a median gain. The slow model's foreground is also
+returned as an occupancy mask, from which the crowding rule estimates a head count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from detectors.backends.base import BackendConfigBase, Detector, FrameInput, register
+from detectors.detections import Detections
+
+logger = logging.getLogger(__name__)
+STATIC_CLASS = "static_object"
+
+
+class ClassicConfig(BackendConfigBase):
+    type: Literal["classic"] = "classic"
+    work_width: int = Field(320, ge=80, le=1920, description="Frames are analysed at this width.")
+    fast_tau_s: float = Field(1.0, gt=0, le=60, description="Time constant of the fast background.")
+    slow_tau_s: float = Field(120.0, gt=0, le=86_400, description="Time constant of the slow background.")
+    warmup_s: float = Field(4.0, ge=0, le=600, description="Seconds learning the scene before reporting.")
+    threshold: int = Field(28, ge=1, le=255, description="Colour difference that counts as foreground.")
+    static_s: float = Field(2.0, ge=0, le=600, description="Seconds a pixel must stand still to be latched.")
+    release_s: float = Field(2.0, ge=0, le=600, description="Seconds a latched pixel must match the background.")
+    min_area: float = Field(0.0015, gt=0, le=1, description="Minimum static blob area (fraction of frame).")
+    relight_fraction: float = Field(0.5, gt=0, le=1, description="Foreground share that means a scene change.")
+
+
+class _SceneModel:
+    """The per-camera state of the classic detector."""
+
+    def __init__(self, img: np.ndarray, t: float) -> None:
+        self.fast = img.copy()
+        self.slow = img.copy()
+        self.start_t = t
+        self.last_t = t
+        shape = img.shape[:2]
+        self.age = np.zeros(shape, np.float32)
+        self.clear = np.zeros(shape, np.float32)
+        self.latched = np.zeros(shape, bool)
+
+
+class ClassicDetector(Detector):
+    class_names = (STATIC_CLASS,)
+
+    def __init__(self, config: ClassicConfig) -> None:
+        self.config = config
+        self._models: dict[str, _SceneModel] = {}
+        self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+    def forget(self, stream: str) -> None:
+        self._models.pop(stream, None)
+
+    def detect_batch(self, frames: Sequence[FrameInput]) -> list[Detections]:
+        return [self._detect_one(f) for f in frames]
+
+    def _detect_one(self, item: FrameInput) -> Detections:
+        cfg = self.config
+        h0, w0 = item.frame_bgr.shape[:2]
+        ww = min(cfg.work_width, w0)
+        wh = max(1, round(h0 * ww / w0))
+        small = cv2.resize(item.frame_bgr, (ww, wh), interpolation=cv2.INTER_AREA)
+        img = cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32)
+        model = self._models.get(item.stream)
+        if model is None or model.slow.shape != img.shape or item.t < model.last_t:
+            model = self._models[item.stream] = _SceneModel(img, item.t)
+        dt = max(item.t - model.last_t, 0.0)
+        model.last_t = item.t
+        warm = item.t - model.start_t >= cfg.warmup_s
+
+        # Median gain against the slow model: a cloud or street lights switching on is not an object.
+        gain = float(np.median((model.slow[..., 1] + 8.0) / (img[..., 1] + 8.0)))
+        img_c = np.clip(img * gain, 0, 255)
+        fast_fg = np.abs(img - model.fast).max(axis=2) > cfg.threshold
+        slow_fg = np.abs(img_c - model.slow).max(axis=2) > cfg.threshold
+        if warm and slow_fg.mean() > cfg.relight_fraction:
+            logger.info("%s: scene changed (%.0f%% foreground), relearning the background",
+                        item.stream, 100 * slow_fg.mean())
+            model = self._models[item.stream] = _SceneModel(img, item.t)
+            model.start_t = item.t - cfg.warmup_s
+            return self._empty_with(np.zeros(img.shape[:2], np.uint8))
+
+        a_fast = 1.0 - np.exp(-dt / cfg.fast_tau_s) if dt else 0.0
+        tau_slow = cfg.slow_tau_s if warm else cfg.fast_tau_s * 2
+        a_slow = 1.0 - np.exp(-dt / tau_slow) if dt else 0.0
+        model.fast += a_fast * (img - model.fast)
+        learn = ~model.latched
+        model.slow[learn] += a_slow * (img_c[learn] - model.slow[learn])
+
+        still = slow_fg & ~fast_fg
+        model.age[still] += dt
+        model.age[~slow_fg] = 0.0
+        if warm:
+            model.latched |= model.age >= cfg.static_s
+        model.clear[model.latched & ~slow_fg] += dt
+        model.clear[slow_fg] = 0.0
+        released = model.latched & (model.clear >= cfg.release_s)
+        model.latched &= ~released
+        model.clear[released] = 0.0
+
+        occupancy = (slow_fg | model.latched).astype(np.uint8)
+        if not warm:
+            return self._empty_with(np.zeros_like(occupancy))
+        blobs = self._blobs(model, img_c, min_px=cfg.min_area * ww * wh)
+        scale = w0 / ww
+        if not blobs:
+            return self._empty_with(occupancy)
+        xyxy = np.array([b[0] for b in blobs], np.float32) * scale
+        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, w0 - 1)
+        xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, h0 - 1)
+        dets = Detections(
+            xyxy=xyxy, confidence=np.array([b[1] for b in blobs], np.float32),
+            class_id=np.zeros(len(blobs), np.int64), class_names=self.class_names,
+        )
+        dets.metadata["occupancy_mask"] = occupancy
+        return dets
+
+    def _empty_with(self, occupancy: np.ndarray) -> Detections:
+        dets = Detections.empty(self.class_names)
+        dets.metadata["occupancy_mask"] = occupancy
+        return dets
+
+    def _blobs(self, model: _SceneModel, img: np.ndarray, *, min_px: float) -> list[tuple[list[float], float]]:
+        """Boxes (work pixels) and confidences of latched blobs; ghosts are learnt away."""
+        mask = cv2.morphologyEx(model.latched.astype(np.uint8), cv2.MORPH_CLOSE, self._kernel)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        if n <= 1:
+            return []
+        gray_now = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_BGR2GRAY)
+        gray_bg = cv2.cvtColor(model.slow.astype(np.uint8), cv2.COLOR_BGR2GRAY)
+        out: list[tuple[list[float], float]] = []
+        for i in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            if area < min_px:
+                continue
+            region = labels[y : y + h, x : x + w] == i
+            if _edge_energy(gray_bg[y : y + h, x : x + w], region) > 1.15 * _edge_energy(
+                gray_now[y : y + h, x : x + w], region
+            ):
+                blob = labels == i
+                model.slow[blob] = img[blob]
+                model.latched[blob] = False
+                model.age[blob] = 0.0
+                continue
+            fill = area / float(w * h)
+            out.append(([x, y, x + w, y + h], float(min(0.95, 0.5 + 0.5 * fill))))
+        return out
+
+
+def _edge_energy(gray: np.ndarray, region: np.ndarray) -> float:
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    mag = np.abs(gx) + np.abs(gy)
+    return float(mag[region].mean()) if region.any() else 0.0
+
+
+register(ClassicConfig)(ClassicDetector)

@@ -1,0 +1,162 @@
+"""The onnx backend: onnxruntime running YOLO-family models. The CPU workhorse.
+
+Understands two output layouts, told apart by shape:
+- ultralytics exports (YOLOv8/11): ``(1, 4 + nc, N)``, rows cx, cy, w, h, class scores;
+- Darknet YOLOv3/v4(-tiny) converted by ``detectors.darknet`` (and YOLOv5-style exports):
+  ``(1, N, 5 + nc)``, columns cx, cy, w, h, objectness, class probabilities.
+Boxes are in the letterboxed input's pixels. Class names come from the model's ``names`` metadata
+(both ultralytics and our importer write it) or from a ``names_path`` file.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from detectors.backends.base import BackendConfigBase, Detector, FrameInput, register
+from detectors.detections import Detections, nms
+from models.errors import DetectorError
+
+logger = logging.getLogger(__name__)
+
+
+class OnnxConfig(BackendConfigBase):
+    type: Literal["onnx"] = "onnx"
+    model_path: Path = Field(description="A YOLO ONNX file (ultralytics export or `gridpatrol models import`).")
+    names_path: Path | None = Field(None, description="Class names, one a line, when the model has none.")
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto: CUDA when onnxruntime has it.")
+    input_size: int | None = Field(None, ge=32, le=4096, description="For models with a dynamic input size.")
+    conf: float = Field(0.25, ge=0.0, le=1.0, description="Minimum score kept.")
+    iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold.")
+    threads: int = Field(1, ge=0, le=256, description="Intra-op threads per session (0: onnxruntime decides).")
+
+
+def letterbox(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio and pad to ``size``² with grey; returns NCHW RGB 0..1."""
+    h, w = frame_bgr.shape[:2]
+    r = min(size / h, size / w)
+    nw, nh = round(w * r), round(h * r)
+    resized = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    canvas[top : top + nh, left : left + nw] = resized
+    blob = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+    return np.ascontiguousarray(blob), r, (left, top)
+
+
+def decode(
+    output: np.ndarray, *, nc: int, conf: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's raw output → (xyxy in input pixels, score, class id), thresholded, before NMS."""
+    out = output[0] if output.ndim == 3 else output
+    if out.shape[0] == 4 + nc and out.shape[1] != 4 + nc:  # ultralytics: (4 + nc, N)
+        out = out.T
+        boxes, cls_scores = out[:, :4], out[:, 4:]
+    elif out.shape[1] == 5 + nc:  # darknet / yolov5: (N, 5 + nc)
+        boxes, cls_scores = out[:, :4], out[:, 5:] * out[:, 4:5]
+    elif out.shape[1] == 4 + nc:
+        boxes, cls_scores = out[:, :4], out[:, 4:]
+    else:
+        raise DetectorError(f"unrecognised YOLO output shape {output.shape} for {nc} classes")
+    class_id = cls_scores.argmax(axis=1)
+    score = cls_scores[np.arange(len(cls_scores)), class_id]
+    keep = score >= conf
+    boxes, score, class_id = boxes[keep], score[keep], class_id[keep]
+    xyxy = np.empty_like(boxes)
+    xyxy[:, 0] = boxes[:, 0] - boxes[:, 2] / 2
+    xyxy[:, 1] = boxes[:, 1] - boxes[:, 3] / 2
+    xyxy[:, 2] = boxes[:, 0] + boxes[:, 2] / 2
+    xyxy[:, 3] = boxes[:, 1] + boxes[:, 3] / 2
+    return xyxy, score, class_id
+
+
+def _names_from_metadata(meta: dict[str, str]) -> tuple[str, ...] | None:
+    raw = meta.get("names")
+    if not raw:
+        return None
+    value: Any = ast.literal_eval(raw)
+    if isinstance(value, dict):
+        return tuple(str(value[k]) for k in sorted(value))
+    return tuple(str(v) for v in value)
+
+
+@register(OnnxConfig)
+class OnnxDetector(Detector):
+    def __init__(self, config: OnnxConfig) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise DetectorError("the onnx backend needs onnxruntime: pip install onnxruntime") from err
+        if not config.model_path.is_file():
+            raise DetectorError(
+                f"ONNX model not found: put a YOLO ONNX file at {config.model_path} "
+                "(an ultralytics export, or convert Darknet .cfg + .weights with `gridpatrol models import`)"
+            )
+        self.config = config
+        available = ort.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if config.device != "cpu" and "CUDAExecutionProvider" in available:
+            providers.insert(0, "CUDAExecutionProvider")
+        elif config.device == "cuda":
+            raise DetectorError("device 'cuda' asked but onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(config.model_path), options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own untyped errors for a bad file
+            raise DetectorError(f"cannot load ONNX model {config.model_path}: {err}") from err
+        self.providers = self.session.get_providers()
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        shape = inp.shape
+        static = isinstance(shape[2], int) and isinstance(shape[3], int)
+        self.input_size = int(shape[2]) if static else int(config.input_size or 640)
+        self.batch_fixed = isinstance(shape[0], int) and shape[0] == 1
+        meta = self.session.get_modelmeta().custom_metadata_map
+        names = None
+        if config.names_path is not None:
+            names = tuple(n.strip() for n in config.names_path.read_text().splitlines() if n.strip())
+        names = names or _names_from_metadata(meta)
+        if not names:
+            raise DetectorError(f"{config.model_path} has no class names: set names_path to a names file")
+        self.class_names = names
+        logger.info("onnx model %s: input %s, %d classes, providers %s",
+                    config.model_path, self.input_size, len(names), self.providers)
+
+    def detect_batch(self, frames: Sequence[FrameInput]) -> list[Detections]:
+        if not frames:
+            return []
+        prepared = [letterbox(f.frame_bgr, self.input_size) for f in frames]
+        if self.batch_fixed:
+            outputs = [self.session.run(None, {self.input_name: p[0]})[0] for p in prepared]
+        else:
+            batch = np.concatenate([p[0] for p in prepared])
+            raw = self.session.run(None, {self.input_name: batch})[0]
+            outputs = [raw[i : i + 1] for i in range(len(frames))]
+        return [
+            self._postprocess(out, ratio=p[1], pad=p[2], shape=f.frame_bgr.shape[:2])
+            for out, p, f in zip(outputs, prepared, frames, strict=True)
+        ]
+
+    def _postprocess(
+        self, output: np.ndarray, *, ratio: float, pad: tuple[float, float], shape: tuple[int, ...]
+    ) -> Detections:
+        xyxy, score, class_id = decode(output, nc=len(self.class_names), conf=self.config.conf)
+        keep = nms(xyxy, score, class_id, iou=self.config.iou)
+        xyxy, score, class_id = xyxy[keep], score[keep], class_id[keep]
+        xyxy[:, [0, 2]] = (xyxy[:, [0, 2]] - pad[0]) / ratio
+        xyxy[:, [1, 3]] = (xyxy[:, [1, 3]] - pad[1]) / ratio
+        h, w = shape[:2]
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w - 1)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h - 1)
+        return Detections.from_yolo_output(
+            xyxy=xyxy, confidence=score, class_id=class_id, class_names=self.class_names
+        )

@@ -1,0 +1,235 @@
+"""The three rules. Each is a small state machine with hysteresis: ``started`` once the condition has
+held for its dwell, ``updated`` at most every ``update_every_s`` while it holds, ``ended`` once it has
+been gone for ``clear_s``; short gaps (a missed detection, a passer-by hiding the object) neither end
+an episode nor restart its onset. Never one event per frame.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from detectors.detections import Detections
+from detectors.zones import Zone
+
+EventType = Literal["started", "updated", "ended"]
+VEHICLES = frozenset({"car", "truck", "bus", "motorcycle"})
+RULE_OF_KIND = {"crowd_area": "crowding", "fire_lane": "fire_lane_blockage", "road": "road_occupation"}
+
+
+@dataclass
+class RuleEvent:
+    """One transition of a rule in a zone; ``evidence`` is the annotated BGR frame (not serialised)."""
+
+    type: EventType
+    rule: str
+    zone: str
+    t: float
+    started_t: float
+    details: dict[str, Any] = field(default_factory=dict)
+    evidence: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type, "rule": self.rule, "zone": self.zone, "t": round(self.t, 3),
+            "started_t": round(self.started_t, 3), **self.details,
+        }
+
+    def to_json_line(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=False)
+
+    def evidence_jpeg(self, *, quality: int = 85) -> bytes | None:
+        if self.evidence is None:
+            return None
+        ok, buf = cv2.imencode(".jpg", self.evidence, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return buf.tobytes() if ok else None
+
+
+class Hysteresis:
+    """idle → pending → active → idle, with an onset dwell and a clearing time."""
+
+    def __init__(self, *, onset_s: float, clear_s: float, update_every_s: float) -> None:
+        self.onset_s = onset_s
+        self.clear_s = clear_s
+        self.update_every_s = update_every_s
+        self.state: Literal["idle", "pending", "active"] = "idle"
+        self.since = 0.0
+        self.last_true = 0.0
+        self.last_emit = 0.0
+
+    def step(self, condition: bool, t: float) -> EventType | None:
+        if condition:
+            if self.state == "idle":
+                self.state, self.since = "pending", t
+            self.last_true = t
+            if self.state == "pending" and t - self.since >= self.onset_s:
+                self.state, self.last_emit = "active", t
+                return "started"
+            if self.state == "active" and t - self.last_emit >= self.update_every_s:
+                self.last_emit = t
+                return "updated"
+            return None
+        if self.state == "idle" or t - self.last_true < self.clear_s:
+            return None
+        was_active = self.state == "active"
+        self.state = "idle"
+        return "ended" if was_active else None
+
+
+def annotate(
+    frame: np.ndarray, *, zone: Zone, detections: Detections, t: float, label: str
+) -> np.ndarray:
+    """A copy of ``frame`` with the zone, the boxes that count and the time drawn on it."""
+    img = frame.copy()
+    h, w = img.shape[:2]
+    cv2.polylines(img, [zone.polygon_px((w, h))], True, (0, 200, 255), 2)
+    for i, (x1, y1, x2, y2) in enumerate(np.round(detections.xyxy).astype(int)):
+        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 0, 255), 2)
+        name = detections.class_names[detections.class_id[i]]
+        cv2.putText(img, name, (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 255), 1)
+    text = f"{label} | {zone.name} | t={t:.1f}s"
+    cv2.putText(img, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3)
+    cv2.putText(img, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1)
+    return img
+
+
+class ZoneRule:
+    """Base: measures a condition on one frame's tracked detections and runs the state machine."""
+
+    rule = ""
+
+    def __init__(self, zone: Zone, *, onset_s: float) -> None:
+        self.zone = zone
+        spec = zone.spec
+        self.machine = Hysteresis(onset_s=onset_s, clear_s=spec.clear_s, update_every_s=spec.update_every_s)
+
+    def measure(
+        self, detections: Detections, *, resolution_wh: tuple[int, int], wall: datetime | None
+    ) -> tuple[bool, Detections, dict[str, Any]]:
+        raise NotImplementedError
+
+    def evaluate(
+        self, detections: Detections, *, frame: np.ndarray, t: float, wall: datetime | None = None
+    ) -> RuleEvent | None:
+        h, w = frame.shape[:2]
+        condition, evidence, details = self.measure(detections, resolution_wh=(w, h), wall=wall)
+        kind = self.machine.step(condition, t)
+        if kind is None:
+            return None
+        if kind == "ended":
+            details = {}
+        return RuleEvent(
+            type=kind, rule=self.rule, zone=self.zone.name, t=t, started_t=self.machine.since,
+            details=details,
+            evidence=annotate(frame, zone=self.zone, detections=evidence, t=t, label=f"{self.rule} {kind}"),
+        )
+
+
+class CrowdingRule(ZoneRule):
+    """At least ``min_people`` people (or a density) in the zone for ``dwell_s``."""
+
+    rule = "crowding"
+
+    def __init__(self, zone: Zone) -> None:
+        super().__init__(zone, onset_s=zone.spec.dwell_s)
+
+    def count(self, detections: Detections, resolution_wh: tuple[int, int]) -> tuple[int, Detections]:
+        people = self.zone.select(detections, resolution_wh)
+        occupancy = detections.metadata.get("occupancy_mask")
+        if "person" not in detections.class_names and occupancy is not None:
+            # classic backend: no person detector, so turn foreground occupancy into a head count.
+            w, h = resolution_wh
+            zone_frac = self.zone.area_px(resolution_wh) / float(w * h)
+            covered = self.zone.occupancy(occupancy) * zone_frac
+            return int(round(covered / self.zone.spec.person_area)), people
+        return len(people), people
+
+    def measure(
+        self, detections: Detections, *, resolution_wh: tuple[int, int], wall: datetime | None
+    ) -> tuple[bool, Detections, dict[str, Any]]:
+        spec = self.zone.spec
+        n, people = self.count(detections, resolution_wh)
+        if spec.area_m2 is not None and spec.density_per_m2 is not None:
+            density = n / spec.area_m2
+            return density >= spec.density_per_m2, people, {"count": n, "density_per_m2": round(density, 3)}
+        return n >= spec.min_people, people, {"count": n}
+
+
+def _stationary(detections: Detections, zone: Zone, resolution_wh: tuple[int, int]) -> Detections:
+    selected = zone.select(detections, resolution_wh)
+    still = selected.data.get("stationary_s")
+    if still is None:
+        return selected[np.zeros(len(selected), bool)]
+    return selected[still >= zone.spec.dwell_s]
+
+
+class FireLaneRule(ZoneRule):
+    """A stationary vehicle in the lane, or stationary objects covering ``coverage`` of it, for ``dwell_s``.
+
+    The dwell is the objects' stationary time as the tracker measures it, so the machine's own onset is
+    immediate and a car that drives through never counts.
+    """
+
+    rule = "fire_lane_blockage"
+
+    def __init__(self, zone: Zone) -> None:
+        super().__init__(zone, onset_s=0.0)
+
+    def measure(
+        self, detections: Detections, *, resolution_wh: tuple[int, int], wall: datetime | None
+    ) -> tuple[bool, Detections, dict[str, Any]]:
+        still = _stationary(detections, self.zone, resolution_wh)
+        if len(still) == 0:
+            return False, still, {}
+        vehicle = any(name in VEHICLES for name in still.names)
+        covered = self.zone.coverage(still, resolution_wh)
+        details = {"objects": len(still), "coverage": round(covered, 3), "classes": sorted(set(still.names))}
+        return vehicle or covered >= self.zone.spec.coverage, still, details
+
+
+def in_schedule(windows: list[tuple[int, int]], wall: datetime | None) -> bool:
+    """True when there is no schedule, no wall clock, or the time of day falls in a window."""
+    if not windows or wall is None:
+        return True
+    minute = wall.hour * 60 + wall.minute
+    for start, end in windows:
+        if start <= end and start <= minute < end:
+            return True
+        if start > end and (minute >= start or minute < end):
+            return True
+    return False
+
+
+class RoadOccupationRule(ZoneRule):
+    """Stationary road-occupying objects in a road zone for ``dwell_s``, within the daily schedule."""
+
+    rule = "road_occupation"
+
+    def __init__(self, zone: Zone) -> None:
+        super().__init__(zone, onset_s=0.0)
+        self.windows = zone.spec.windows_min()
+
+    def measure(
+        self, detections: Detections, *, resolution_wh: tuple[int, int], wall: datetime | None
+    ) -> tuple[bool, Detections, dict[str, Any]]:
+        if not in_schedule(self.windows, wall):
+            return False, detections[np.zeros(len(detections), bool)], {}
+        still = _stationary(detections, self.zone, resolution_wh)
+        details = {"objects": len(still), "classes": sorted(set(still.names))}
+        return len(still) > 0, still, details
+
+
+def build_rule(zone: Zone) -> ZoneRule:
+    kind = zone.spec.kind
+    if kind == "crowd_area":
+        return CrowdingRule(zone)
+    if kind == "fire_lane":
+        return FireLaneRule(zone)
+    if kind == "road":
+        return RoadOccupationRule(zone)
+    raise ValueError(f"zone '{zone.name}': kind {kind!r} runs no rule")

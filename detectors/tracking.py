@@ -1,0 +1,129 @@
+"""A ByteTrack-like IoU tracker that also measures how long each object has stood still.
+
+Two association passes as in ByteTrack: confident detections first, then the weak ones against the
+tracks still unmatched, so that a partly hidden parked car keeps its track. New tracks start only from
+confident detections. A track is stationary while its box overlaps the box where it stopped; two
+consecutive frames away from it restart the clock, so a passing car is not a parked one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.detections import Detections, box_iou
+
+
+@dataclass
+class TrackerConfig:
+    high_score: float = 0.4
+    low_score: float = 0.1
+    match_iou: float = 0.25
+    lost_s: float = 6.0
+    still_iou: float = 0.6
+    move_strikes: int = 2
+
+
+@dataclass
+class _Track:
+    track_id: int
+    xyxy: np.ndarray
+    class_id: int
+    score: float
+    last_t: float
+    still_xyxy: np.ndarray
+    still_since: float
+    strikes: int = 0
+
+    def update(self, *, xyxy: np.ndarray, class_id: int, score: float, t: float, cfg: TrackerConfig) -> None:
+        self.xyxy = xyxy
+        if score >= self.score * 0.8:
+            self.class_id = class_id
+        self.score = score
+        self.last_t = t
+        if box_iou(xyxy[None], self.still_xyxy[None])[0, 0] >= cfg.still_iou:
+            self.strikes = 0
+            return
+        self.strikes += 1
+        if self.strikes >= cfg.move_strikes:
+            self.still_xyxy = xyxy
+            self.still_since = t
+            self.strikes = 0
+
+
+def _greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Pairs (row, col) by descending IoU above ``threshold``, each row and column used once."""
+    pairs: list[tuple[int, int]] = []
+    if iou.size == 0:
+        return pairs
+    rows, cols = np.nonzero(iou >= threshold)
+    order = np.argsort(-iou[rows, cols])
+    used_r: set[int] = set()
+    used_c: set[int] = set()
+    for k in order:
+        r, c = int(rows[k]), int(cols[k])
+        if r in used_r or c in used_c:
+            continue
+        used_r.add(r)
+        used_c.add(c)
+        pairs.append((r, c))
+    return pairs
+
+
+class Tracker:
+    """Per-camera tracker: ``update(detections, t)`` returns them with ids and ``stationary_s``."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def update(self, detections: Detections, t: float) -> Detections:
+        cfg = self.config
+        self._tracks = [tr for tr in self._tracks if t - tr.last_t <= cfg.lost_s]
+        n = len(detections)
+        out_ids = np.full(n, -1, np.int64)
+        out_still = np.zeros(n, np.float32)
+        high = np.nonzero(detections.confidence >= cfg.high_score)[0]
+        low = np.nonzero((detections.confidence < cfg.high_score) & (detections.confidence >= cfg.low_score))[0]
+
+        free = list(range(len(self._tracks)))
+        for subset in (high, low):
+            if len(subset) == 0 or not free:
+                continue
+            track_boxes = np.stack([self._tracks[i].xyxy for i in free])
+            iou = box_iou(track_boxes, detections.xyxy[subset])
+            matched_rows: set[int] = set()
+            for r, c in _greedy_match(iou, cfg.match_iou):
+                track = self._tracks[free[r]]
+                d = int(subset[c])
+                track.update(
+                    xyxy=detections.xyxy[d], class_id=int(detections.class_id[d]),
+                    score=float(detections.confidence[d]), t=t, cfg=cfg,
+                )
+                out_ids[d] = track.track_id
+                out_still[d] = t - track.still_since
+                matched_rows.add(r)
+            free = [idx for r, idx in enumerate(free) if r not in matched_rows]
+
+        for d in high:
+            if out_ids[d] >= 0:
+                continue
+            box = detections.xyxy[d].copy()
+            track = _Track(
+                track_id=self._next_id, xyxy=box, class_id=int(detections.class_id[d]),
+                score=float(detections.confidence[d]), last_t=t, still_xyxy=box, still_since=t,
+            )
+            self._next_id += 1
+            self._tracks.append(track)
+            out_ids[d] = track.track_id
+
+        keep = out_ids >= 0  # weak detections that matched no track are dropped, as ByteTrack does
+        tracked = detections[keep]
+        tracked.tracker_id = out_ids[keep]
+        tracked.data["stationary_s"] = out_still[keep]
+        return tracked
