@@ -1,0 +1,37 @@
+"""Helpers for the detectors tests: the real test assets (fetched by scripts/setup.d/20-detectors.sh) and generated detections."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from detectors.detections import Detections
+from tests.support.require import require
+
+NAMES = ("person", "car", "truck", "umbrella", "static_object")
+
+
+def assets_dir() -> Path:
+    return Path(os.environ.get("GRIDPATROL_ASSETS", Path.home() / ".cache" / "gridpatrol"))
+
+
+def asset(name: str) -> Path:
+    """An asset file; skips locally / fails under CI when the set-up script has not fetched it."""
+    path = assets_dir() / name
+    require(path.is_file(), f"{path} (run scripts/setup.d/20-detectors.sh)")
+    return path
+
+
+def dets(boxes: Sequence[tuple[float, float, float, float, str]], *, score: float = 0.9) -> Detections:
+    """Detections from (x1, y1, x2, y2, class name) rows over NAMES."""
+    if not boxes:
+        return Detections.empty(NAMES)
+    return Detections(
+        xyxy=np.array([b[:4] for b in boxes], np.float32),
+        confidence=np.full(len(boxes), score, np.float32),
+        class_id=np.array([NAMES.index(b[4]) for b in boxes], np.int64),
+        class_names=NAMES,
+    )

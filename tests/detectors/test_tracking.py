@@ -1,0 +1,54 @@
+"""The tracker: stable ids, ByteTrack's weak-detection pass, and stationary time."""
+
+from __future__ import annotations
+
+from detectors.tracking import Tracker
+from tests.detectors.support import dets
+
+
+def test_ids_are_stable_and_new_objects_get_new_ids() -> None:
+    tr = Tracker()
+    a = tr.update(dets([(0, 0, 10, 10, "car")]), 0.0)
+    b = tr.update(dets([(1, 0, 11, 10, "car"), (50, 50, 60, 60, "person")]), 0.5)
+    assert a.tracker_id is not None and b.tracker_id is not None
+    assert b.tracker_id[0] == a.tracker_id[0] and b.tracker_id[1] != a.tracker_id[0]
+
+
+def test_parked_car_accumulates_stationary_time_through_misses() -> None:
+    tr = Tracker()
+    out = None
+    for i in range(40):
+        t = i * 0.5
+        if i % 7 == 3:
+            tr.update(dets([]), t)  # a missed detection
+            continue
+        jitter = (i % 3) - 1  # detector boxes jitter by a pixel or two
+        out = tr.update(dets([(100 + jitter, 100, 200 + jitter, 160, "car")]), t)
+    assert out is not None and out.tracker_id is not None
+    assert out.data["stationary_s"][0] == 19.5
+    assert out.tracker_id[0] == 1
+
+
+def test_passing_car_is_never_stationary_long() -> None:
+    tr = Tracker()
+    longest = 0.0
+    for i in range(40):
+        x = 20 * i  # 40 px per second at 2 fps: a slow car
+        out = tr.update(dets([(x, 100, x + 100, 160, "car")]), i * 0.5)
+        longest = max(longest, float(out.data["stationary_s"].max()))
+    assert longest < 2.0
+
+
+def test_weak_detection_keeps_a_track_but_does_not_start_one() -> None:
+    tr = Tracker()
+    tr.update(dets([(0, 0, 100, 100, "car")]), 0.0)
+    weak = tr.update(dets([(2, 0, 102, 100, "car"), (300, 300, 400, 400, "car")], score=0.2), 0.5)
+    assert weak.tracker_id is not None and weak.tracker_id.tolist() == [1]
+
+
+def test_lost_tracks_expire() -> None:
+    tr = Tracker()
+    tr.update(dets([(0, 0, 100, 100, "car")]), 0.0)
+    assert len(tr) == 1
+    tr.update(dets([]), 10.0)
+    assert len(tr) == 0

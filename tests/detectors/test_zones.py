@@ -1,0 +1,101 @@
+"""Zones: the zones-file schema (errors name the zone and the field) and the geometry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detectors.zones import Zone, ZoneSet
+from models.errors import ValidationError
+from models.zonespec import ZoneSpec, parse_zones
+from tests.detectors.support import dets
+
+SQUARE = [[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]]
+
+
+def zone(**kw: Any) -> dict[str, Any]:
+    return {"name": "east lane", "kind": "fire_lane", "polygon": SQUARE, "dwell_s": 10, **kw}
+
+
+def test_issue_example_parses() -> None:
+    zf = parse_zones('{"zones": [{"name": "east lane", "kind": "fire_lane", "polygon": '
+                     '[[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]], "dwell_s": 10}]}')
+    assert zf.zones[0].kind == "fire_lane" and len(zf.zones[0].polygon) == 4
+    closed = parse_zones({"zones": [zone(polygon=[*SQUARE, SQUARE[0]])]})
+    assert len(closed.zones[0].polygon) == 4
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "message"),
+    [
+        (zone(kind="parking"), "kind", "Input should be"),
+        (zone(polygon=[[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]]), "polygon", "not simple"),
+        (zone(polygon=[[0.1, 0.1], [1.2, 0.1], [0.5, 0.5]]), "polygon", "outside 0..1"),
+        (zone(polygon=[[0.1, 0.1], [0.2, 0.2]]), "polygon", "at least 3"),
+        (zone(polygon=[[0.1, 0.1], [0.1001, 0.1], [0.1, 0.1001]]), "polygon", "no area"),
+        (zone(polygon=[[0.5 + 0.4 * np.cos(a), 0.5 + 0.4 * np.sin(a)] for a in np.linspace(0, 6, 80)]),
+         "polygon", "at most 64"),
+        (zone(dwell_s=-1), "dwell_s", "greater than or equal"),
+        (zone(coverage=1.5), "coverage", "less than or equal"),
+        (zone(min_people=0), "min_people", "greater than or equal"),
+        (zone(colour="red"), "colour", "Extra inputs"),
+        (zone(schedule=["7:00-9:00"]), "schedule", "HH:MM"),
+        (zone(kind="road", schedule=["25:00-09:00"]), "schedule", "HH:MM"),
+        (zone(kind="crowd_area", density_per_m2=2.0), None, "needs area_m2"),
+    ],
+)
+def test_bad_zone_names_zone_and_field(bad: dict[str, Any], field: str | None, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_zones({"zones": [bad]})
+    assert info.value.where == "zone 'east lane'"
+    assert info.value.field == field
+    assert message in str(info.value)
+
+
+def test_duplicate_names_and_unknown_top_level_key() -> None:
+    with pytest.raises(ValidationError, match="used twice"):
+        parse_zones({"zones": [zone(), zone()]})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        parse_zones({"zones": [], "camera": 1})
+
+
+def test_anchor_class_score_and_area_filters() -> None:
+    z = Zone(ZoneSpec(name="road", kind="road", polygon=[(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)],
+                      min_score=0.5, min_area=0.001))
+    res = (1000, 1000)
+    d = dets([
+        (100, 300, 200, 600, "car"),      # anchor y=600: inside
+        (100, 100, 200, 400, "car"),      # anchor y=400: outside although the box overlaps
+        (300, 600, 400, 700, "person"),   # not a road class
+        (500, 600, 510, 610, "car"),      # too small: 100 px < 0.001 * 1e6
+    ])
+    assert z.contains(d, res).tolist() == [True, False, True, True]
+    assert z.select(d, res).xyxy.tolist() == [[100, 300, 200, 600]]
+    weak = dets([(100, 300, 200, 600, "car")], score=0.4)
+    assert len(z.select(weak, res)) == 0
+    only_people = Zone(ZoneSpec(name="p", kind="road", classes=["person"], polygon=z.spec.polygon))
+    assert only_people.select(d, res).names == ["person"]
+
+
+def test_masks_remove_detections_and_area() -> None:
+    specs = [
+        ZoneSpec(name="all", kind="crowd_area", polygon=[(0, 0), (1, 0), (1, 1), (0, 1)]),
+        ZoneSpec(name="tree", kind="mask", polygon=[(0, 0), (0.5, 0), (0.5, 0.5), (0, 0.5)]),
+    ]
+    zs = ZoneSet(specs)
+    assert [z.name for z in zs.rule_zones] == ["all"] and [z.name for z in zs.masks] == ["tree"]
+    d = dets([(10, 10, 20, 40, "person"), (60, 60, 70, 90, "person")])
+    assert zs.unmasked(d, (100, 100)).xyxy[:, 0].tolist() == [60]
+    keep = zs.analysis_mask((100, 100))
+    assert keep is not None and keep[10, 10] == 0 and keep[80, 80] == 1
+
+
+def test_coverage_and_occupancy() -> None:
+    z = Zone(ZoneSpec(name="lane", kind="fire_lane", polygon=[(0, 0), (1, 0), (1, 1), (0, 1)]))
+    d = dets([(0, 0, 49, 99, "car"), (0, 0, 49, 99, "car")])
+    assert z.coverage(d, (100, 100)) == pytest.approx(0.5)
+    fg = np.zeros((50, 50), np.uint8)
+    fg[:, :10] = 1
+    assert z.occupancy(fg) == pytest.approx(0.2)
