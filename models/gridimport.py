@@ -63,6 +63,7 @@ def _check_geometry(geometry: Any, where: str) -> dict[str, Any] | None:
     if not isinstance(geometry, dict) or geometry.get("type") not in {"Polygon", "MultiPolygon"}:
         got = geometry.get("type") if isinstance(geometry, dict) else type(geometry).__name__
         raise ValidationError(f"must be a Polygon or MultiPolygon, got {got!r}", where=where, field="geometry")
+    _check_rings(geometry, where)
     try:
         geom = shape(geometry)
     except Exception as err:  # shapely raises several types for malformed coordinates
@@ -77,6 +78,22 @@ def _check_geometry(geometry: Any, where: str) -> dict[str, Any] | None:
     if not geom.is_valid:
         raise ValidationError(f"invalid polygon: {explain_validity(geom)}", where=where, field="geometry")
     return dict(geometry)
+
+
+def _check_rings(geometry: dict[str, Any], where: str) -> None:
+    """GeoJSON rings are closed (first position == last) with at least 4 positions; shapely would close them silently."""
+    coords = geometry.get("coordinates")
+    polygons = [coords] if geometry.get("type") == "Polygon" else coords
+    if not isinstance(polygons, list) or not polygons:
+        raise ValidationError("has no coordinates", where=where, field="geometry")
+    for poly in polygons:
+        if not isinstance(poly, list) or not poly:
+            raise ValidationError("a polygon needs at least one ring", where=where, field="geometry")
+        for ring in poly:
+            if not isinstance(ring, list) or len(ring) < 4:
+                raise ValidationError("a ring needs at least 4 positions", where=where, field="geometry")
+            if ring[0] != ring[-1]:
+                raise ValidationError("a ring must be closed (first position == last)", where=where, field="geometry")
 
 
 def parse_features(doc: Any) -> list[_Feature]:

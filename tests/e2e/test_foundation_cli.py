@@ -1,0 +1,119 @@
+"""A newcomer's path through the real CLI and server: import grids, cameras and users, log in as a grid
+leader, see exactly that grid's cameras. On SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import sample
+from tests.support.procs import free_port, run_cli, serving
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "GRIDPATROL_DATA_DIR": str(tmp_path / "var"),
+        "GRIDPATROL_DATABASE_URL": db_url.replace("postgresql+psycopg://", "postgresql://"),
+        "GRIDPATROL_SECRET_KEY": "e2e-secret-key-with-at-least-32-characters",
+    }
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_import_then_leader_sees_own_grid_only(env: dict[str, str], tmp_path: Path) -> None:
+    grids, cams = sample.write_files(tmp_path)
+    assert "8 created" in ok(run_cli(["grids", "import", str(grids)], env))
+    assert "4 created" in ok(run_cli(["cameras", "import", str(cams)], env))
+    for user, grid in [("leader-g1", "G1"), ("leader-g3", "G3")]:
+        ok(run_cli(["users", "add", user, "--role", "grid_leader", "--grid", grid, "--password", sample.PASSWORD], env))
+    port = free_port()
+    with serving(["serve", "--port", str(port)], env, port=port) as base:
+        def login(user: str) -> dict[str, str]:
+            r = httpx.post(f"{base}/api/auth/token", data={"username": user, "password": sample.PASSWORD})
+            assert r.status_code == 200, r.text
+            return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+        g1, g3 = login("leader-g1"), login("leader-g3")
+        mine = httpx.get(f"{base}/api/cameras", headers=g1).json()["items"]
+        assert {c["name"] for c in mine} == {"cam-g1-a", "cam-g1-b"}
+        assert {c["grid_code"] for c in mine} == {"G1"}
+        theirs = httpx.get(f"{base}/api/cameras", headers=g3).json()["items"]
+        assert [c["name"] for c in theirs] == ["cam-g3-a"]
+        assert httpx.get(f"{base}/api/cameras/{theirs[0]['id']}", headers=g1).status_code == 404
+        assert httpx.get(f"{base}/api/cameras/{theirs[0]['id']}", headers=g3).status_code == 200
+
+
+BAD_INPUTS = [
+    ("broken json", "grids", '{"type": "FeatureCollection", "features": [', "not valid JSON (line 1"),
+    (
+        "self-intersecting",
+        "grids",
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"code": "D9", "name": "d", "kind": "district"},
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]],
+                        },
+                    }
+                ],
+            }
+        ),
+        "feature 0 (code 'D9'): field 'geometry': invalid polygon: Self-intersection",
+    ),
+    ("csv lat 200", "cameras", "name,url,lon,lat\ncam-x,rtsp://127.0.0.1/x,118.7,200\n", "line 2 ('cam-x'): field 'lat'"),
+]
+
+
+@pytest.mark.parametrize(("case", "what", "content", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_files_fail_with_a_clear_message_and_import_nothing(
+    env: dict[str, str], tmp_path: Path, case: str, what: str, content: str, message: str
+) -> None:
+    suffix = ".geojson" if what == "grids" else ".csv"
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(content)
+    result = run_cli([what, "import", str(path)], env)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "nothing was imported" in result.stderr or "not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+    # the grid file fixed, the camera file still bad: still nothing half-imported
+    grids, _ = sample.write_files(tmp_path)
+    ok(run_cli(["grids", "import", str(grids)], env))
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("name,url,lon,lat\ngood,rtsp://127.0.0.1/g,118.705,32.105\nbad,rtsp://127.0.0.1/b,118.7,200\n")
+    assert run_cli(["cameras", "import", str(mixed)], env).returncode != 0
+    ok(run_cli(["users", "add", "admin9", "--role", "admin", "--password", sample.PASSWORD], env))
+    port = free_port()
+    with serving(["serve", "--port", str(port)], env, port=port) as base:
+        token = httpx.post(f"{base}/api/auth/token", data={"username": "admin9", "password": sample.PASSWORD}).json()
+        listing = httpx.get(f"{base}/api/cameras", headers={"Authorization": f"Bearer {token['access_token']}"})
+        assert listing.json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["users", "add", "x1", "--role", "king", "--password", "long-enough"], "unknown role 'king'"),
+        (["users", "add", "x1", "--role", "grid_leader", "--password", "long-enough"], "needs at least one grid"),
+        (["users", "add", "x1", "--role", "grid_leader", "--grid", "NOPE", "--password", "long-enough"], "'NOPE'"),
+        (["users", "add", "x1", "--role", "admin", "--password", "short"], "field 'password'"),
+        (["grids", "import", "/nonexistent.geojson"], "No such file"),
+    ],
+)
+def test_cli_errors_name_the_bad_field(env: dict[str, str], args: list[str], message: str) -> None:
+    result = run_cli(args, env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
