@@ -123,7 +123,7 @@ def parse_features(doc: Any) -> list[_Feature]:
         name = _text(props, "name", where, required=True)
         kind_text = _text(props, "kind", where, required=True)
         try:
-            kind = GridKind(kind_text)
+            kind = GridKind(kind_text or "")
         except ValueError as err:
             allowed = ", ".join(k.value for k in GridKind)
             raise ValidationError(f"unknown kind {kind_text!r} (use {allowed})", where=where, field="kind") from err
