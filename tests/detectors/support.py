@@ -35,3 +35,12 @@ def dets(boxes: Sequence[tuple[float, float, float, float, str]], *, score: floa
         class_id=np.array([NAMES.index(b[4]) for b in boxes], np.int64),
         class_names=NAMES,
     )
+
+
+def pasted_object() -> np.ndarray:
+    """A 90x60 box of coarse random patches, like a crate of goods."""
+    rng = np.random.default_rng(1)
+    patches = rng.integers(0, 255, (6, 9, 3), np.uint8)
+    obj = np.repeat(np.repeat(patches, 10, axis=0), 10, axis=1)
+    obj[:3], obj[-3:], obj[:, :3], obj[:, -3:] = 20, 20, 20, 20
+    return obj
