@@ -145,6 +145,35 @@ def serve(
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+) -> None:
+    """Run the embedded service on a demo district with cameras and users (data under <data dir>/demo)."""
+    import uvicorn
+
+    from api.app import create_app
+    from gridpatrol.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
+
+    settings = load_settings()
+    demo_dir = settings.storage.data_dir / "demo"
+    storage = settings.storage.model_copy(
+        update={"data_dir": demo_dir, "database_url": f"sqlite:///{(demo_dir / 'gridpatrol.db').resolve()}"}
+    )
+    settings = Settings(storage=storage, api=settings.api)
+    try:
+        factory = open_db(settings)
+        with transaction(factory) as session:
+            seed_demo(session, stream_base="rtsp://127.0.0.1:8554")
+    except GridPatrolError as err:
+        fail(str(err))
+    print(f"GridPatrol demo on http://{host}:{port}/docs  (data: {demo_dir})")
+    print(f"users (password '{DEMO_PASSWORD}'): " + ", ".join(f"{u.username} ({u.role.value})" for u in DEMO_USERS))
+    api = create_app(settings.api, session_factory=factory)
+    uvicorn.run(api, host=host, port=port, log_level="info")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
