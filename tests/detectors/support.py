@@ -11,6 +11,12 @@ import numpy as np
 from detectors.detections import Detections
 from tests.support.require import require
 
+BOX = (300, 450, 390, 510)
+W, H = 768, 576
+LANE = {  # a fire lane around the spot where the object is left
+    "name": "east lane", "kind": "fire_lane", "dwell_s": 10, "clear_s": 3, "coverage": 0.1,
+    "polygon": [[250 / W, 430 / H], [450 / W, 430 / H], [450 / W, 540 / H], [250 / W, 540 / H]],
+}
 NAMES = ("person", "car", "truck", "umbrella", "static_object")
 
 

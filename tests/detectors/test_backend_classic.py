@@ -7,9 +7,8 @@ import pytest
 
 from detectors.backends import ClassicConfig, build_detector
 from detectors.detections import box_iou
-from tests.detectors.support import pasted_object
+from tests.detectors.support import BOX, pasted_object
 
-BOX = (300, 450, 390, 510)  # on the pavement, in the walkers' path
 PASTE_T, REMOVE_T = 20.0, 60.0
 
 

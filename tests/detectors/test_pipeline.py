@@ -11,14 +11,7 @@ from detectors.motion import MotionGate
 from detectors.pipeline import Pipeline, analyze_frames, process_many
 from detectors.rules import RuleEvent
 from models.zonespec import parse_zones
-from tests.detectors.support import pasted_object
-
-BOX = (300, 450, 390, 510)
-W, H = 768, 576
-LANE = {  # a fire lane around the spot where the object is left
-    "name": "east lane", "kind": "fire_lane", "dwell_s": 10, "clear_s": 3, "coverage": 0.1,
-    "polygon": [[250 / W, 430 / H], [450 / W, 430 / H], [450 / W, 540 / H], [250 / W, 540 / H]],
-}
+from tests.detectors.support import BOX, LANE, pasted_object
 
 
 def with_object(frames: list[tuple[np.ndarray, float]], t0: float, t1: float) -> list[tuple[np.ndarray, float]]:
@@ -43,7 +36,7 @@ def test_analyze_finds_the_blocked_fire_lane(vtest_2fps: list[tuple[np.ndarray, 
     assert 20.0 + 10 <= started.t <= 20.0 + 10 + 5  # within dwell + 5 s of the true onset
     assert 60.0 <= ended.t <= 60.0 + 10
     assert json.loads(started.to_json_line())["t"] == started.t
-    assert started.evidence is not None and started.evidence.shape == (H, W, 3)
+    assert started.evidence is not None and started.evidence.shape == (576, 768, 3)
 
 
 def test_walkers_alone_raise_nothing(vtest_2fps: list[tuple[np.ndarray, float]]) -> None:
