@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
 
 from tests.detectors.support import asset
+from tests.support.require import require
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +24,15 @@ def vtest_2fps() -> list[tuple[np.ndarray, float]]:
                 frames.append((frame.to_ndarray(format="bgr24"), i / 10.0))
     assert len(frames) == 159
     return frames
+
+
+@pytest.fixture(scope="session")
+def yolov3_tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real YOLOv3-tiny COCO weights converted by our Darknet importer (about a second)."""
+    require(importlib.util.find_spec("onnx") is not None, "the onnx package")
+    from detectors.darknet import import_darknet
+
+    return import_darknet(
+        asset("yolov3-tiny.cfg"), asset("yolov3-tiny.weights"),
+        tmp_path_factory.mktemp("models") / "yolov3-tiny.onnx", names_path=asset("coco.names"),
+    )

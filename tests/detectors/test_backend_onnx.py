@@ -1,0 +1,79 @@
+"""The onnx backend with the real YOLOv3-tiny COCO weights, converted by our Darknet importer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detectors.backends import FrameInput, OnnxConfig, build_detector
+from detectors.backends.onnx import decode, letterbox
+from detectors.darknet import parse_cfg
+from detectors.detections import box_iou
+from models.errors import DetectorError
+from tests.detectors.support import asset
+
+# bus.jpg (810x1080): the bus and the three people standing in full view. A fourth person, cut by the
+# left edge (about a third of them visible), is not found by YOLOv3-tiny at 416 px.
+BUS = (10, 230, 800, 750)
+PEOPLE = [(50, 400, 245, 905), (222, 405, 345, 860), (670, 380, 810, 880)]
+
+def test_bus_jpg_people_and_bus_are_found(yolov3_tiny_onnx: Path) -> None:
+    detector = build_detector(OnnxConfig(model_path=yolov3_tiny_onnx))
+    assert detector.providers[-1] == "CPUExecutionProvider"
+    assert len(detector.class_names) == 80 and detector.class_names[0] == "person"
+    image = cv2.imread(str(asset("bus.jpg")))
+    dets = detector.detect(image)
+    people = dets[dets.class_mask(["person"])]
+    buses = dets[dets.class_mask(["bus"])]
+    iou = box_iou(np.array(PEOPLE, np.float32), people.xyxy)
+    assert (iou.max(axis=1) >= 0.5).all(), iou
+    assert box_iou(np.array([BUS], np.float32), buses.xyxy).max() >= 0.7
+    assert people.confidence.max() > 0.9
+
+def test_batch_equals_single(yolov3_tiny_onnx: Path) -> None:
+    detector = build_detector(OnnxConfig(model_path=yolov3_tiny_onnx))
+    bus = cv2.imread(str(asset("bus.jpg")))
+    zidane = cv2.imread(str(asset("zidane.jpg")))
+
+    both = detector.detect_batch([FrameInput(bus), FrameInput(zidane)])
+    assert both[0].xyxy.tolist() == detector.detect(bus).xyxy.tolist()
+    assert sum(n == "person" for n in both[1].names) >= 2  # zidane.jpg: two people
+
+def test_missing_model_says_what_to_put_where(tmp_path: Path) -> None:
+    with pytest.raises(DetectorError, match=f"put a YOLO ONNX file at {tmp_path / 'x.onnx'}"):
+        build_detector(OnnxConfig(model_path=tmp_path / "x.onnx"))
+
+def test_letterbox_keeps_aspect() -> None:
+    blob, ratio, (left, top) = letterbox(np.zeros((1080, 810, 3), np.uint8), 416)
+    assert blob.shape == (1, 3, 416, 416) and ratio == pytest.approx(416 / 1080)
+    assert (left, top) == (52, 0) and blob[0, 0, 0, 0] == pytest.approx(114 / 255)
+
+def test_decode_ultralytics_and_darknet_layouts() -> None:
+    nc = 3
+    ultra = np.zeros((1, 4 + nc, 5), np.float32)
+    ultra[0, :4, 2] = [100, 50, 20, 10]
+    ultra[0, 4 + 1, 2] = 0.8
+    xyxy, score, cls = decode(ultra, nc=nc, conf=0.25)
+    assert xyxy.tolist() == [[90, 45, 110, 55]] and cls.tolist() == [1] and score[0] == pytest.approx(0.8)
+    dark = np.zeros((1, 5, 5 + nc), np.float32)
+    dark[0, 3, :4] = [100, 50, 20, 10]
+    dark[0, 3, 4] = 0.5  # objectness multiplies the class probability
+    dark[0, 3, 5 + 2] = 0.9
+    xyxy, score, cls = decode(dark, nc=nc, conf=0.25)
+    assert cls.tolist() == [2] and score[0] == pytest.approx(0.45)
+    with pytest.raises(DetectorError, match="unrecognised"):
+        decode(np.zeros((1, 7, 9)), nc=80, conf=0.2)
+
+def test_importer_refuses_bad_input(tmp_path: Path) -> None:
+    from detectors.darknet import convert
+
+    with pytest.raises(DetectorError, match="start with a \\[net\\]"):
+        parse_cfg("[convolutional]\nfilters=1\n")
+    cfg = asset("yolov3-tiny.cfg").read_text()
+    with pytest.raises(DetectorError, match="shorter than the cfg"):
+        convert(cfg, b"\0" * 1000)
+    with pytest.raises(DetectorError, match="not supported"):
+        convert("[net]\nwidth=32\n[crnn]\n", b"\0" * 20)
