@@ -68,9 +68,10 @@ class YoloDetector(Detector):
         size = self.config.batch
         for start in range(0, len(frames), size):
             chunk = [f.frame_bgr for f in frames[start : start + size]]
+            extra = {"half": True} if self.half else {}  # newer ultralytics warns on half=False
             results = self.model.predict(
                 chunk, imgsz=self.config.imgsz, conf=self.config.conf, iou=self.config.iou,
-                device=self.device, half=self.half, verbose=False,
+                device=self.device, verbose=False, **extra,
             )
             out.extend(Detections.from_ultralytics(r) for r in results)
         return out
