@@ -258,8 +258,11 @@ class Ticket(Base):
     camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), index=True)
     zone_name: Mapped[str | None] = mapped_column(String(120))
     rule: Mapped[str | None] = mapped_column(String(32))
-    #: "camera:zone:rule:episode-start": one ticket per detection episode (NULL for manual reports)
-    episode_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    #: "camera:zone:rule" while the ticket is live (open .. resolved), NULL once verified/closed: at most one
+    #: live ticket per camera zone and rule, enforced by the database so concurrent ticketers cannot fork one
+    active_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    #: the detection condition is present now (last rule event was started/updated, not ended)
+    condition_active: Mapped[bool] = mapped_column(Boolean, default=False)
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid_nodes.id", ondelete="SET NULL"), index=True)
     state: Mapped[str] = mapped_column(_enum_col(TicketState), default=TicketState.open, index=True)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
@@ -274,10 +277,31 @@ class Ticket(Base):
     accepted_at: Mapped[datetime | None] = mapped_column()
     resolved_at: Mapped[datetime | None] = mapped_column()
     closed_at: Mapped[datetime | None] = mapped_column()
+    verified_at: Mapped[datetime | None] = mapped_column()
     condition_cleared_at: Mapped[datetime | None] = mapped_column()
+    last_seen_at: Mapped[datetime | None] = mapped_column()
+    occurrence_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: occurrences that kept their snapshot (bounded per ticket)
+    snapshot_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: evidence key of the confirming snapshot (or the first reported photo)
+    evidence_key: Mapped[str | None] = mapped_column(Text)
+    #: evidence keys of the photos a reporter attached
+    photos: Mapped[list[Any]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     grid: Mapped[GridNode | None] = relationship(lazy="joined")
+
+
+class TicketEpisode(Base):
+    """A detection episode ("camera:zone:rule:start") and the ticket it belongs to; unique, so a
+    redelivered or concurrently handled event always lands on the same ticket."""
+
+    __tablename__ = "ticket_episodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_key: Mapped[str] = mapped_column(String(300), unique=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class TicketTransition(Base):
@@ -307,8 +331,27 @@ class TicketOccurrence(Base):
     #: started | updated | ended
     kind: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(default=utcnow)
-    evidence_path: Mapped[str | None] = mapped_column(Text)
+    evidence_key: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class WebhookDelivery(Base):
+    """The webhook outbox: written in the ticket's own transaction, delivered by a separate loop with
+    retries; ``dead`` marks a dead letter that exhausted its attempts."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_due", "delivered_at", "dead", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    dead: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AccessLog(Base):

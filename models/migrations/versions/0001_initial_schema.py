@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 08:45:28.478988
+Create Date: 2026-11-27 08:54:46.763684
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ def upgrade() -> None:
     sa.Column('camera_id', sa.Integer(), nullable=True),
     sa.Column('zone_name', sa.String(length=120), nullable=True),
     sa.Column('rule', sa.String(length=32), nullable=True),
-    sa.Column('episode_key', sa.String(length=300), nullable=True),
+    sa.Column('active_key', sa.String(length=300), nullable=True),
+    sa.Column('condition_active', sa.Boolean(), nullable=False),
     sa.Column('grid_id', sa.Integer(), nullable=True),
     sa.Column('state', sa.String(length=24), nullable=False),
     sa.Column('assignee_id', sa.Integer(), nullable=True),
@@ -161,14 +162,20 @@ def upgrade() -> None:
     sa.Column('accepted_at', models.domain.UTCDateTime(timezone=True), nullable=True),
     sa.Column('resolved_at', models.domain.UTCDateTime(timezone=True), nullable=True),
     sa.Column('closed_at', models.domain.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('verified_at', models.domain.UTCDateTime(timezone=True), nullable=True),
     sa.Column('condition_cleared_at', models.domain.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_seen_at', models.domain.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('occurrence_count', sa.Integer(), nullable=False),
+    sa.Column('snapshot_count', sa.Integer(), nullable=False),
+    sa.Column('evidence_key', sa.Text(), nullable=True),
+    sa.Column('photos', sa.JSON(), nullable=False),
     sa.Column('updated_at', models.domain.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['assignee_id'], ['users.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['camera_id'], ['cameras.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['grid_id'], ['grid_nodes.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['reporter_id'], ['users.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('episode_key')
+    sa.UniqueConstraint('active_key')
     )
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tickets_assignee_id'), ['assignee_id'], unique=False)
@@ -207,13 +214,25 @@ def upgrade() -> None:
     with op.batch_alter_table('zones', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_zones_camera_id'), ['camera_id'], unique=False)
 
+    op.create_table('ticket_episodes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('episode_key', sa.String(length=300), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('started_at', models.domain.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('episode_key')
+    )
+    with op.batch_alter_table('ticket_episodes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ticket_episodes_ticket_id'), ['ticket_id'], unique=False)
+
     op.create_table('ticket_occurrences',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=False),
     sa.Column('event_id', sa.String(length=80), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('at', models.domain.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('evidence_path', sa.Text(), nullable=True),
+    sa.Column('evidence_key', sa.Text(), nullable=True),
     sa.Column('payload', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
@@ -239,11 +258,32 @@ def upgrade() -> None:
     with op.batch_alter_table('ticket_transitions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ticket_transitions_ticket_id'), ['ticket_id'], unique=False)
 
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=True),
+    sa.Column('event', sa.String(length=32), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', models.domain.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', models.domain.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('dead', sa.Boolean(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('created_at', models.domain.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index('ix_webhook_due', ['delivered_at', 'dead', 'next_attempt_at'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_webhook_due')
+
+    op.drop_table('webhook_deliveries')
     with op.batch_alter_table('ticket_transitions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ticket_transitions_ticket_id'))
 
@@ -252,6 +292,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_ticket_occurrences_ticket_id'))
 
     op.drop_table('ticket_occurrences')
+    with op.batch_alter_table('ticket_episodes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ticket_episodes_ticket_id'))
+
+    op.drop_table('ticket_episodes')
     with op.batch_alter_table('zones', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_zones_camera_id'))
 
