@@ -372,3 +372,21 @@ class AccessLog(Base):
     object_id: Mapped[str] = mapped_column(String(64), default="")
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RefreshToken(Base):
+    """One refresh token of a login session, stored hashed. Rotating: each use spends it and issues the
+    next of the same ``family``; presenting a spent one again (a stolen copy) revokes the whole family."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    family: Mapped[str] = mapped_column(String(64), index=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    #: the user's token version at issue: a password change or a disable bumps it and kills the token
+    token_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
