@@ -1,0 +1,79 @@
+"""Evidence images (annotated snapshots, reporters' photos): an interface and the filesystem store.
+
+Keys are relative, slash-separated names the store chose (``2026/11/27/cam-12/<uuid>.jpg``); a key that
+would escape the store's root is refused, so a key coming from a message or a URL cannot read
+arbitrary files. An object store can implement the same protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from models.domain import utcnow
+from models.errors import NotFound, ValidationError
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,250}$")
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class EvidenceStore(Protocol):
+    def put(self, data: bytes, *, prefix: str, suffix: str = ".jpg", at: datetime | None = None) -> str: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+def check_key(key: str) -> str:
+    """A key is relative, without '..' or empty parts; anything else is refused."""
+    if not _KEY_RE.match(key) or any(part in {"", ".", ".."} for part in key.split("/")):
+        raise ValidationError("not a valid evidence key", field="evidence_key")
+    return key
+
+
+def image_suffix(data: bytes) -> str:
+    if data.startswith(JPEG_MAGIC):
+        return ".jpg"
+    if data.startswith(PNG_MAGIC):
+        return ".png"
+    raise ValidationError("must be a JPEG or PNG image", field="photos")
+
+
+class FileEvidenceStore:
+    """Evidence under one directory (shared by workers and ticketers: a volume in distributed mode)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / check_key(key)).resolve()
+        if not path.is_relative_to(self.root):
+            raise ValidationError("not a valid evidence key", field="evidence_key")
+        return path
+
+    def put(self, data: bytes, *, prefix: str, suffix: str = ".jpg", at: datetime | None = None) -> str:
+        at = at or utcnow()
+        safe_prefix = re.sub(r"[^A-Za-z0-9_-]", "_", prefix)[:60] or "x"
+        key = f"{at:%Y/%m/%d}/{safe_prefix}/{uuid.uuid4().hex}{suffix}"
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)  # readers never see half a file
+        return key
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as err:
+            raise NotFound("evidence not found") from err
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)

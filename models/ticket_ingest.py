@@ -1,0 +1,206 @@
+"""Rule events become tickets: one live ticket per camera zone and rule, idempotent by event id.
+
+A batch is handled with a handful of set-based statements whatever its size (this is what lets one
+ticketer carry thousands of events a second), and every uniqueness decision is left to the database:
+- ``ticket_occurrences.event_id`` is unique: a redelivered event inserts nothing and changes nothing;
+- ``ticket_episodes.episode_key`` is unique: all events of one episode reach the same ticket;
+- ``tickets.active_key`` is unique while a ticket is live: two ticketers racing on a new episode
+  create one ticket, the loser's insert does nothing and it reads the winner's row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from models.domain import Camera, Ticket, TicketEpisode, TicketOccurrence, TicketState
+from models.messages import RuleEvent, TicketNotice
+from models.tickets import RULE_CATEGORY, TicketDesk, notice
+
+logger = logging.getLogger(__name__)
+
+_TYPE_ORDER = {"started": 0, "updated": 1, "ended": 2}
+
+
+@dataclass
+class IngestResult:
+    notices: list[TicketNotice] = field(default_factory=list)
+    applied: int = 0
+    duplicates: int = 0
+    #: events for cameras that no longer exist: acknowledged and dropped
+    orphans: int = 0
+    #: evidence the store may delete once the transaction has committed (over the per-ticket bound)
+    surplus_evidence: list[str] = field(default_factory=list)
+
+
+def pairs(session: Session, stmt: Any) -> dict[Any, Any]:
+    """{first column: second column} of a two-column select."""
+    return {row[0]: row[1] for row in session.execute(stmt)}
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def ingest_events(session: Session, desk: TicketDesk, events: Sequence[RuleEvent]) -> IngestResult:
+    """Apply a batch inside the caller's transaction; safe to call again with any subset of it."""
+    result = IngestResult()
+    unique = {e.event_id: e for e in events}
+    result.duplicates = len(events) - len(unique)
+    if not unique:
+        return result
+    seen = set(session.scalars(select(TicketOccurrence.event_id).where(TicketOccurrence.event_id.in_(unique))))
+    result.duplicates += len(seen)
+    pending = sorted((e for e in unique.values() if e.event_id not in seen), key=lambda e: (e.at, _TYPE_ORDER[e.type]))
+    if not pending:
+        return result
+
+    camera_ids = {e.camera_id for e in pending}
+    grid_of = pairs(session, select(Camera.id, Camera.grid_id).where(Camera.id.in_(camera_ids)))
+    orphans = [e for e in pending if e.camera_id not in grid_of]
+    if orphans:
+        logger.warning("dropping %d rule events of unknown cameras %s", len(orphans), sorted({e.camera_id for e in orphans}))
+        result.orphans = len(orphans)
+        pending = [e for e in pending if e.camera_id in grid_of]
+    if not pending:
+        return result
+
+    episode_ticket = _episode_tickets(session, desk, pending, grid_of)
+
+    occ_rows = [
+        {
+            "ticket_id": episode_ticket[e.episode_key],
+            "event_id": e.event_id,
+            "kind": e.type,
+            "at": e.at,
+            "evidence_key": e.evidence_key,
+            "payload": {"count": e.count, "score": e.score, "boxes": e.boxes},
+        }
+        for e in pending
+    ]
+    stmt = _insert(session, TicketOccurrence).values(occ_rows).on_conflict_do_nothing(index_elements=["event_id"])
+    inserted = set(session.scalars(stmt.returning(TicketOccurrence.event_id)))
+    result.duplicates += len(pending) - len(inserted)
+    fresh = [e for e in pending if e.event_id in inserted]
+    if not fresh:
+        return result
+
+    tickets = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_({episode_ticket[e.episode_key] for e in fresh})))}
+    occurrences = {
+        o.event_id: o
+        for o in session.scalars(select(TicketOccurrence).where(TicketOccurrence.event_id.in_([e.event_id for e in fresh])))
+    }
+    for e in fresh:
+        ticket = tickets[episode_ticket[e.episode_key]]
+        result.notices += _apply(session, desk, ticket, e, occurrences[e.event_id], result)
+        result.applied += 1
+    session.flush()
+    desk.queue_webhooks(session, result.notices)
+    return result
+
+
+def _episode_tickets(
+    session: Session, desk: TicketDesk, events: Sequence[RuleEvent], grid_of: dict[int, int | None]
+) -> dict[str, int]:
+    """episode key → ticket id for every event, creating tickets and episodes as needed."""
+    keys = {e.episode_key for e in events}
+    found = pairs(session, select(TicketEpisode.episode_key, TicketEpisode.ticket_id).where(TicketEpisode.episode_key.in_(keys)))
+    first_of_missing: dict[str, RuleEvent] = {}
+    for e in events:
+        if e.episode_key not in found:
+            first_of_missing.setdefault(e.episode_key, e)
+    if not first_of_missing:
+        return found
+
+    live_keys = {e.live_key for e in first_of_missing.values()}
+    live = pairs(session, select(Ticket.active_key, Ticket.id).where(Ticket.active_key.in_(live_keys)))
+    to_create: dict[str, RuleEvent] = {}
+    for e in first_of_missing.values():
+        if e.live_key not in live:
+            to_create.setdefault(e.live_key, e)
+    if to_create:
+        rows = []
+        for live_key, e in sorted(to_create.items()):
+            category = RULE_CATEGORY[e.rule]
+            policy = desk.settings.category(category)
+            rows.append(
+                {
+                    "category": category,
+                    "case_code": policy.case_code,
+                    "source": "camera",
+                    "camera_id": e.camera_id,
+                    "zone_name": e.zone,
+                    "rule": e.rule,
+                    "active_key": live_key,
+                    "grid_id": grid_of[e.camera_id],
+                    "state": TicketState.open.value,
+                    "opened_at": e.at,
+                    "updated_at": e.at,
+                    "escalation_level": 0,
+                    "condition_active": False,
+                    "occurrence_count": 0,
+                    "snapshot_count": 0,
+                    "photos": [],
+                    "description": "",
+                }
+            )
+        stmt = _insert(session, Ticket).values(rows).on_conflict_do_nothing(index_elements=["active_key"])
+        created_ids = set(session.scalars(stmt.returning(Ticket.id)))
+        live = pairs(session, select(Ticket.active_key, Ticket.id).where(Ticket.active_key.in_(live_keys)))
+        if created_ids:
+            for ticket in session.scalars(select(Ticket).where(Ticket.id.in_(created_ids))):
+                desk.set_deadlines(ticket, ticket.opened_at)
+                desk.record(session, ticket, action="open", to_state=TicketState.open, actor=None, at=ticket.opened_at, note="视频自动发现")
+                ticket.description = f"{ticket.case_code} · {ticket.zone_name}"
+
+    ep_rows = [
+        {"episode_key": k, "ticket_id": live[e.live_key], "started_at": e.episode_start}
+        for k, e in sorted(first_of_missing.items())
+        if e.live_key in live
+    ]
+    if ep_rows:
+        session.execute(_insert(session, TicketEpisode).values(ep_rows).on_conflict_do_nothing(index_elements=["episode_key"]))
+    found.update(
+        pairs(
+            session,
+            select(TicketEpisode.episode_key, TicketEpisode.ticket_id).where(TicketEpisode.episode_key.in_(first_of_missing)),
+        )
+    )
+    return found
+
+
+def _apply(
+    session: Session, desk: TicketDesk, ticket: Ticket, e: RuleEvent, occ: TicketOccurrence, result: IngestResult
+) -> list[TicketNotice]:
+    out: list[TicketNotice] = []
+    ticket.occurrence_count += 1
+    if e.evidence_key:
+        if ticket.evidence_key is None:
+            ticket.evidence_key = e.evidence_key
+            ticket.snapshot_count += 1
+        elif ticket.snapshot_count <= desk.settings.ticket_max_snapshots or e.type == "ended":
+            ticket.snapshot_count += 1  # the clear snapshot of an "ended" is always kept: verification shows it
+        else:
+            result.surplus_evidence.append(e.evidence_key)
+            occ.evidence_key = None
+    state = TicketState(ticket.state)
+    if ticket.occurrence_count == 1 and state == TicketState.open:
+        out.append(notice(ticket, "opened", e.at, zone=e.zone, rule=e.rule))
+        out += desk.auto_dispatch(session, ticket, e.at)
+    if e.type == "ended":
+        ticket.condition_active = False
+        ticket.condition_cleared_at = e.at
+        out.append(notice(ticket, "cleared", e.at))
+        return out
+    ticket.condition_active = True
+    ticket.last_seen_at = e.at
+    if state == TicketState.resolved and e.type == "started":
+        out += desk.system_move(session, ticket, action="reopen", at=e.at, note="视频复核：问题再次出现", photos=[e.evidence_key] if e.evidence_key else [])
+    return out

@@ -1,0 +1,104 @@
+"""Time-driven ticket moves, run by the ticketer every few seconds with an injectable clock:
+escalation of overdue tickets ("一级为主，二级兜底") and verification of resolved tickets by video."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from models.domain import Assignment, GridKind, GridNode, Role, Ticket, TicketOccurrence, TicketState, User
+from models.messages import TicketNotice
+from models.tickets import TicketDesk, notice
+
+S = TicketState
+NOT_ACCEPTED = [S.open.value, S.dispatched.value, S.rejected.value, S.reopened.value]
+NOT_RESOLVED = [*NOT_ACCEPTED, S.accepted.value]
+
+#: escalation level → (the tree level it goes to, what was late)
+LEVELS = {1: (GridKind.street, "未按时受理"), 2: (GridKind.district, "未按时办结")}
+
+
+def _managers_at(session: Session, ticket: Ticket, kind: GridKind) -> tuple[GridNode | None, list[User]]:
+    """The ancestor of the ticket's grid at ``kind`` level and the managers assigned to it."""
+    if ticket.grid is None:
+        return None, []
+    ancestor_ids = [int(p) for p in ticket.grid.path.strip("/").split("/")]
+    node = session.scalar(select(GridNode).where(GridNode.id.in_(ancestor_ids), GridNode.kind == kind.value))
+    if node is None:
+        return None, []
+    managers = list(
+        session.scalars(
+            select(User)
+            .join(Assignment, Assignment.user_id == User.id)
+            .where(Assignment.grid_id == node.id, User.role == Role.manager.value, User.enabled.is_(True))
+            .order_by(User.id)
+        )
+    )
+    return node, managers
+
+
+def escalate_overdue(session: Session, desk: TicketDesk, *, now: datetime) -> list[TicketNotice]:
+    """Not accepted by ``accept_by`` → the street; not resolved by ``resolve_by`` → the district."""
+    out: list[TicketNotice] = []
+    overdue = session.scalars(
+        select(Ticket)
+        .where(
+            or_(
+                (Ticket.escalation_level < 1) & Ticket.state.in_(NOT_ACCEPTED) & (Ticket.accept_by <= now),
+                (Ticket.escalation_level < 2) & Ticket.state.in_(NOT_RESOLVED) & (Ticket.resolve_by <= now),
+            )
+        )
+        .order_by(Ticket.id)
+        .with_for_update(skip_locked=True, of=Ticket)
+    ).all()
+    for ticket in overdue:
+        late_resolve = ticket.state in NOT_RESOLVED and ticket.resolve_by is not None and ticket.resolve_by <= now
+        level = 2 if late_resolve else 1
+        kind, why = LEVELS[level]
+        node, managers = _managers_at(session, ticket, kind)
+        ticket.escalation_level = level
+        if managers:
+            ticket.assignee_id = managers[0].id
+        where = f"{node.name}({node.code})" if node else "上级"
+        who = ", ".join(m.username for m in managers) or "无负责人"
+        desk.record(session, ticket, action="escalate", to_state=ticket.state, actor=None, at=now, note=f"{why}，升级至{where} → {who}")
+        out.append(notice(ticket, "escalated", now, level=level, to=node.code if node else None, managers=[m.id for m in managers]))
+    desk.queue_webhooks(session, out)
+    return out
+
+
+def verify_by_video(session: Session, desk: TicketDesk, *, now: datetime) -> list[TicketNotice]:
+    """A resolved camera ticket whose zone has stayed clear for ``ticket_verify_clear_s`` becomes verified,
+    with the clear snapshot (the last 'ended' event's) attached to the transition."""
+    clear_for = timedelta(seconds=desk.settings.ticket_verify_clear_s)
+    candidates = session.scalars(
+        select(Ticket)
+        .where(
+            Ticket.state == S.resolved.value,
+            Ticket.camera_id.is_not(None),
+            Ticket.condition_active.is_(False),
+            Ticket.resolved_at <= now - clear_for,
+        )
+        .order_by(Ticket.id)
+        .with_for_update(skip_locked=True, of=Ticket)
+    ).all()
+    out: list[TicketNotice] = []
+    for ticket in candidates:
+        assert ticket.resolved_at is not None
+        clear_since = max(ticket.resolved_at, ticket.condition_cleared_at or ticket.resolved_at)
+        if now - clear_since < clear_for:
+            continue
+        snapshot = session.scalar(
+            select(TicketOccurrence.evidence_key)
+            .where(TicketOccurrence.ticket_id == ticket.id, TicketOccurrence.kind == "ended", TicketOccurrence.evidence_key.is_not(None))
+            .order_by(TicketOccurrence.at.desc())
+            .limit(1)
+        )
+        seconds = int(clear_for.total_seconds())
+        out += desk.system_move(
+            session, ticket, action="verify", at=now, note=f"视频核查：{seconds} 秒内未再发现", photos=[snapshot] if snapshot else []
+        )
+    desk.queue_webhooks(session, out)
+    return out

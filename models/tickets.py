@@ -1,0 +1,331 @@
+"""Grid tickets: categories and deadlines, the state machine, who may move a ticket, manual reports.
+
+open → dispatched → accepted → resolved → verified → closed, plus rejected (sent back by the grid) and
+reopened (the problem came back, or a reviewer disagreed). Every move is a :class:`TicketTransition`
+row: who, when, a note and optional photos. The ticketer (detections) and the API (people) both go
+through :class:`TicketDesk`, so the rules are the same whoever acts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.access import AccessScope
+from models.domain import (
+    Assignment,
+    GridNode,
+    Role,
+    Ticket,
+    TicketCategory,
+    TicketState,
+    TicketTransition,
+    User,
+    WebhookDelivery,
+    utcnow,
+)
+from models.errors import AccessDenied, Conflict, ValidationError
+from models.evidence import EvidenceStore, image_suffix
+from models.geo import GridLocator
+from models.messages import TicketNotice
+from models.settings import PartSettings
+
+S = TicketState
+
+
+class CategoryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case_code: str = Field(description="City-management case code (e.g. 街面秩序/占道经营)")
+    accept_within_s: int = Field(gt=0, description="Time to accept before escalating to the street")
+    resolve_within_s: int = Field(gt=0, description="Time to resolve before escalating to the district")
+
+
+DEFAULT_CATEGORIES = {
+    TicketCategory.road_occupation.value: CategoryPolicy(
+        case_code="街面秩序/占道经营", accept_within_s=30 * 60, resolve_within_s=4 * 3600
+    ),
+    TicketCategory.fire_lane_blockage.value: CategoryPolicy(
+        case_code="消防通道堵塞", accept_within_s=10 * 60, resolve_within_s=3600
+    ),
+    TicketCategory.crowding.value: CategoryPolicy(case_code="人员聚集", accept_within_s=5 * 60, resolve_within_s=3600),
+    TicketCategory.other.value: CategoryPolicy(case_code="其他", accept_within_s=3600, resolve_within_s=24 * 3600),
+}
+
+#: rule name → ticket category
+RULE_CATEGORY = {
+    "road_occupation": TicketCategory.road_occupation.value,
+    "fire_lane_blockage": TicketCategory.fire_lane_blockage.value,
+    "crowding": TicketCategory.crowding.value,
+}
+
+MANUAL_SOURCES = ("patrol", "hotline_12345", "police_110", "api")
+
+
+class TicketSettings(PartSettings):
+    ticket_categories: dict[str, CategoryPolicy] = Field(
+        default_factory=lambda: dict(DEFAULT_CATEGORIES), description="Case code and deadlines per category"
+    )
+    ticket_verify_clear_s: int = Field(default=60, ge=0, description="Clear time that verifies a resolved ticket")
+    ticket_max_snapshots: int = Field(default=10, ge=1, description="Snapshots kept per ticket beyond the first")
+    ticket_auto_dispatch: bool = Field(default=True, description="Dispatch new tickets to the grid's leader at once")
+    webhook_urls: list[str] = Field(default_factory=list, description="Endpoints that receive ticket events")
+    webhook_secret: str = Field(default="", description="HMAC-SHA256 key for the X-GridPatrol-Signature header")
+
+    def category(self, name: str) -> CategoryPolicy:
+        return self.ticket_categories.get(name) or DEFAULT_CATEGORIES[name]
+
+
+@dataclass(frozen=True)
+class Move:
+    sources: frozenset[TicketState]
+    target: TicketState
+    roles: frozenset[Role]
+
+
+_STAFF = frozenset({Role.admin, Role.operator, Role.manager})
+_HANDLERS = frozenset({Role.admin, Role.manager, Role.grid_leader})
+_LIVE = frozenset({S.open, S.dispatched, S.accepted, S.rejected, S.reopened})
+
+MOVES: dict[str, Move] = {
+    "dispatch": Move(frozenset({S.open, S.rejected, S.reopened}), S.dispatched, _STAFF),
+    "accept": Move(frozenset({S.dispatched, S.reopened}), S.accepted, _HANDLERS),
+    "reject": Move(frozenset({S.dispatched, S.reopened}), S.rejected, _HANDLERS),
+    "resolve": Move(frozenset({S.accepted}), S.resolved, _HANDLERS),
+    "verify": Move(frozenset({S.resolved}), S.verified, _STAFF),
+    "close": Move(frozenset({S.verified}), S.closed, _STAFF),
+    # a false alarm: the centre closes it without handling
+    "dismiss": Move(frozenset(_LIVE), S.closed, frozenset({Role.admin, Role.operator})),
+    "reopen": Move(frozenset({S.resolved, S.verified, S.closed}), S.reopened, _STAFF),
+}
+#: states in which a ticket still holds its camera zone's live slot (verification included)
+HOLDS_LIVE_SLOT = _LIVE | {S.resolved}
+
+
+def notice(ticket: Ticket, event: str, at: datetime, **detail: object) -> TicketNotice:
+    return TicketNotice(
+        ticket_id=ticket.id,
+        event=event,
+        state=ticket.state,
+        category=ticket.category,
+        grid_id=ticket.grid_id,
+        grid_path=ticket.grid.path if ticket.grid is not None else None,
+        camera_id=ticket.camera_id,
+        at=at,
+        detail=dict(detail),
+    )
+
+
+class TicketDesk:
+    """Every change to a ticket goes through here (API and ticketer alike)."""
+
+    def __init__(
+        self,
+        settings: TicketSettings,
+        *,
+        evidence: EvidenceStore,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.evidence = evidence
+        self.clock = clock
+
+    # --- helpers -----------------------------------------------------------------------------------
+    def record(
+        self,
+        session: Session,
+        ticket: Ticket,
+        *,
+        action: str,
+        to_state: TicketState | str,
+        actor: User | None,
+        at: datetime,
+        note: str = "",
+        photos: Sequence[str] = (),
+    ) -> None:
+        session.add(
+            TicketTransition(
+                ticket_id=ticket.id,
+                action=action,
+                from_state=ticket.state if action != "open" else None,
+                to_state=str(to_state),
+                actor_id=actor.id if actor else None,
+                note=note,
+                photos=list(photos),
+                at=at,
+            )
+        )
+        ticket.state = str(to_state)
+        ticket.updated_at = at
+
+    def set_deadlines(self, ticket: Ticket, start: datetime) -> None:
+        policy = self.settings.category(ticket.category)
+        ticket.accept_by = start + timedelta(seconds=policy.accept_within_s)
+        ticket.resolve_by = start + timedelta(seconds=policy.resolve_within_s)
+
+    def leaders_of(self, session: Session, grid_id: int | None) -> list[User]:
+        if grid_id is None:
+            return []
+        return list(
+            session.scalars(
+                select(User)
+                .join(Assignment, Assignment.user_id == User.id)
+                .where(Assignment.grid_id == grid_id, User.role == Role.grid_leader.value, User.enabled.is_(True))
+                .order_by(User.id)
+            )
+        )
+
+    def auto_dispatch(self, session: Session, ticket: Ticket, at: datetime) -> list[TicketNotice]:
+        """Send a new or reopened ticket to its grid's leader (the first one; all of them are notified)."""
+        if not self.settings.ticket_auto_dispatch:
+            return []
+        leaders = self.leaders_of(session, ticket.grid_id)
+        if not leaders:
+            return []
+        ticket.assignee_id = leaders[0].id
+        names = ", ".join(u.username for u in leaders)
+        self.record(session, ticket, action="dispatch", to_state=S.dispatched, actor=None, at=at, note=f"自动派遣 → {names}")
+        return [notice(ticket, "dispatch", at, leaders=[u.id for u in leaders])]
+
+    def queue_webhooks(self, session: Session, notices: Sequence[TicketNotice]) -> None:
+        """Transactional outbox: a webhook row per notice and endpoint, committed with the change itself."""
+        for n in notices:
+            for url in self.settings.webhook_urls:
+                payload = n.model_dump(mode="json", by_alias=True)
+                payload["url"] = url
+                session.add(WebhookDelivery(ticket_id=n.ticket_id, event=n.event, payload=payload, next_attempt_at=n.at))
+
+    # --- people move tickets -----------------------------------------------------------------------
+    def transition(
+        self,
+        session: Session,
+        ticket: Ticket,
+        *,
+        actor: User,
+        scope: AccessScope,
+        action: str,
+        note: str = "",
+        photos: Sequence[bytes] = (),
+    ) -> list[TicketNotice]:
+        """Apply one action; AccessDenied (403) or Conflict (409) with a reason when it is not allowed.
+        The caller has already checked that ``scope`` may see the ticket (404 otherwise)."""
+        move = MOVES.get(action)
+        if move is None:
+            raise ValidationError(f"unknown action {action!r} (use {', '.join(MOVES)})", field="action")
+        role = Role(actor.role)
+        if role not in move.roles:
+            raise AccessDenied(f"a {role.value} may not {action} a ticket")
+        grid_path = ticket.grid.path if ticket.grid is not None else None
+        if role not in {Role.admin, Role.operator} and (grid_path is None or not scope.allows_grid(grid_path)):
+            raise AccessDenied(f"this ticket belongs to a grid outside your responsibility; you may not {action} it")
+        if S(ticket.state) not in move.sources:
+            raise Conflict(f"cannot {action} a ticket that is {ticket.state}")
+        if action in {"dismiss", "reject", "reopen"} and not note.strip():
+            raise ValidationError(f"a note is required to {action} a ticket", field="note")
+        at = self.clock()
+        keys = [self.evidence.put(p, prefix=f"ticket-{ticket.id}", suffix=image_suffix(p), at=at) for p in photos]
+        out = self._apply(session, ticket, move=move, action=action, actor=actor, at=at, note=note, photos=keys)
+        self.queue_webhooks(session, out)
+        return out
+
+    def _apply(
+        self,
+        session: Session,
+        ticket: Ticket,
+        *,
+        move: Move,
+        action: str,
+        actor: User | None,
+        at: datetime,
+        note: str,
+        photos: Sequence[str] = (),
+    ) -> list[TicketNotice]:
+        if move.target == S.reopened and ticket.camera_id is not None and ticket.active_key is None:
+            live_key = f"{ticket.camera_id}:{ticket.zone_name}:{ticket.rule}"
+            other = session.scalar(select(Ticket.id).where(Ticket.active_key == live_key))
+            if other is not None:
+                raise Conflict(f"ticket {other} is already open for this camera zone; reopen is not possible")
+            ticket.active_key = live_key
+        self.record(session, ticket, action=action, to_state=move.target, actor=actor, at=at, note=note, photos=photos)
+        out = [notice(ticket, action, at, actor=actor.username if actor else "system")]
+        if move.target == S.accepted:
+            ticket.accepted_at = at
+            if actor is not None and actor.role == Role.grid_leader.value:
+                ticket.assignee_id = actor.id
+        elif move.target == S.resolved:
+            ticket.resolved_at = at
+        elif move.target == S.verified:
+            ticket.verified_at = at
+        elif move.target == S.closed:
+            ticket.closed_at = at
+        elif move.target == S.reopened:
+            ticket.resolved_at = ticket.verified_at = ticket.closed_at = ticket.accepted_at = None
+            self.set_deadlines(ticket, at)
+            out += self.auto_dispatch(session, ticket, at)
+        if move.target in {S.verified, S.closed}:
+            ticket.active_key = None  # the zone may open a new ticket from now on
+        return out
+
+    def system_move(
+        self, session: Session, ticket: Ticket, *, action: str, at: datetime, note: str, photos: Sequence[str] = ()
+    ) -> list[TicketNotice]:
+        """A move made by the system (video verification, re-detection), outside role checks."""
+        out = self._apply(session, ticket, move=MOVES[action], action=action, actor=None, at=at, note=note, photos=photos)
+        return out
+
+    # --- manual and external intake -----------------------------------------------------------------
+    def report(
+        self,
+        session: Session,
+        *,
+        reporter: User,
+        scope: AccessScope,
+        category: str,
+        lon: float,
+        lat: float,
+        description: str,
+        source: str = "patrol",
+        photos: Sequence[bytes] = (),
+    ) -> tuple[Ticket, list[TicketNotice]]:
+        """A case reported by a patroller, the 12345 hotline, the 110 platform or another system."""
+        if category not in self.settings.ticket_categories and category not in DEFAULT_CATEGORIES:
+            raise ValidationError(f"unknown category {category!r}", field="category")
+        if source not in MANUAL_SOURCES:
+            raise ValidationError(f"unknown source {source!r} (use {', '.join(MANUAL_SOURCES)})", field="source")
+        hit = GridLocator.from_session(session).locate(lon, lat)
+        if hit is None:
+            raise ValidationError("the location lies outside every grid", field="lon")
+        grid = session.get(GridNode, hit[0])
+        assert grid is not None
+        if not scope.allows_grid(grid.path):
+            raise AccessDenied("you may report cases only inside your own grids")
+        at = self.clock()
+        ticket = Ticket(
+            category=category,
+            case_code=self.settings.category(category).case_code,
+            source=source,
+            grid_id=grid.id,
+            reporter_id=reporter.id,
+            description=description,
+            lon=lon,
+            lat=lat,
+            opened_at=at,
+            state=S.open.value,
+        )
+        self.set_deadlines(ticket, at)
+        session.add(ticket)
+        session.flush()
+        ticket.grid = grid
+        keys = [self.evidence.put(p, prefix=f"ticket-{ticket.id}", suffix=image_suffix(p), at=at) for p in photos]
+        ticket.photos = keys
+        ticket.evidence_key = keys[0] if keys else None
+        self.record(session, ticket, action="open", to_state=S.open, actor=reporter, at=at, note=description, photos=keys)
+        out = [notice(ticket, "opened", at, source=source)]
+        out += self.auto_dispatch(session, ticket, at)
+        self.queue_webhooks(session, out)
+        return ticket, out
