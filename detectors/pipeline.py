@@ -46,6 +46,7 @@ class Pipeline:
         self.tracker = Tracker(tracker)
         self.epoch = epoch
         self._last: Detections | None = None
+        self.last_tracked: Detections | None = None  # for live tiles and the quality benchmark
         self.frames = 0
         self.detections_run = 0
         self.rules: list[ZoneRule] = []
@@ -83,6 +84,7 @@ class Pipeline:
             small = cv2.resize(keep, (ow, oh), interpolation=cv2.INTER_NEAREST)
             detections.metadata = {**detections.metadata, "occupancy_mask": occupancy & small}
         tracked = self.tracker.update(detections, t)
+        self.last_tracked = tracked
         wall = self.epoch + timedelta(seconds=t) if self.epoch is not None else None
         events = []
         for rule in self.rules:
