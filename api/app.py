@@ -9,29 +9,58 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.deps import AppState, SessionDep
+from api.deps import AppState, SessionDep, x_access
 from api.errors import install_error_handlers
-from api.routes import auth, cameras, grids
+from api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOAD_BYTES, BodySizeLimit, install_limit_handler
+from api.routes import admin, audit, auth, cameras, grants, grids, tokens
 from api.schemas import HealthOut
 from api.settings import ApiSettings
+from api.throttle import install_throttle_handler
+from models.throttle import LoginThrottle
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    # the web UI: own scripts and styles only, frames and images from this origin (snapshots are blobs)
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
 }
+#: Swagger UI and ReDoc load from a CDN and use inline scripts: a wider policy on those pages only
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
-def create_app(settings: ApiSettings, *, session_factory: sessionmaker[Session]) -> FastAPI:
-    """Build the API around collaborators it is given (settings, a session factory)."""
+def create_app(
+    settings: ApiSettings,
+    *,
+    session_factory: sessionmaker[Session],
+    login_throttle: LoginThrottle | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+) -> FastAPI:
+    """Build the API around collaborators it is given (settings, a session factory, and optionally a
+    login throttle on a shared store such as ``models.throttle_redis.RedisThrottleStore``)."""
 
     app = FastAPI(
         title="GridPatrol",
         description="网格视频巡查 — video-surveillance grid patrol: cameras, detections and grid tickets",
         version="0.1.0",
     )
-    app.state.gridpatrol = AppState(settings=settings, session_factory=session_factory)
+    app.state.gridpatrol = AppState(
+        settings=settings, session_factory=session_factory, login_throttle=login_throttle or LoginThrottle()
+    )
     install_error_handlers(app)
+    install_throttle_handler(app)
+    install_limit_handler(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -40,9 +69,15 @@ def create_app(settings: ApiSettings, *, session_factory: sessionmaker[Session])
             allow_headers=["Authorization", "Content-Type"],
         )
 
+    app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes)
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response: Response = await call_next(request)
+        if request.url.path in DOCS_PATHS:
+            response.headers.setdefault("Content-Security-Policy", DOCS_CSP)
+        if request.url.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
         for k, v in SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
         return response
@@ -50,8 +85,12 @@ def create_app(settings: ApiSettings, *, session_factory: sessionmaker[Session])
     app.include_router(auth.router)
     app.include_router(grids.router)
     app.include_router(cameras.router)
+    app.include_router(admin.router)
+    app.include_router(grants.router)
+    app.include_router(tokens.router)
+    app.include_router(audit.router)
 
-    @app.get("/healthz", response_model=HealthOut, tags=["health"])
+    @app.get("/healthz", response_model=HealthOut, tags=["health"], openapi_extra=x_access("public"))
     def healthz(session: SessionDep) -> HealthOut:
         """Liveness and database reachability (no authentication: for load balancers)."""
         session.execute(text("SELECT 1"))

@@ -1,9 +1,39 @@
-"""FastAPI dependencies, as ``Annotated`` aliases routes declare: ``SessionDep``, ``CurrentUser``, ``ScopeDep``."""
+"""FastAPI dependencies, as ``Annotated`` aliases routes declare: ``SessionDep``, ``CurrentUser``, ``ScopeDep``.
+
+Every route declares who may call it, for the authorisation matrix test (tests/security/test_matrix.py),
+which reads it from the app's own OpenAPI schema and fails for a route that does not say:
+
+    @router.get("/cameras/{camera_id}", openapi_extra=x_access("camera"))
+
+=============== ================================================================================
+kind            who gets an answer (everyone else: 401 anonymous, 403 wrong role, 404 out of scope)
+=============== ================================================================================
+public          anyone, even anonymous (login, health)
+authenticated   any logged-in user; the answer is about themselves or already filtered by scope
+camera          whoever may see ``{camera_id}`` (models/access.py); others 404 like a missing camera
+ticket          whoever may see ``{ticket_id}``; others 404
+configure       admin and operator. With ``{camera_id}``: a user who may see the camera but not
+                configure it gets 403; one who may not see it gets 404 (use ``ConfigurableCamera``)
+manager         admin and manager (lending cameras); an object out of a manager's subtree is 404
+admin           admin only (users, API tokens of others, audit); others 403
+=============== ================================================================================
+
+Path parameters name the object kind: ``camera_id``, ``ticket_id``, ``grant_id``, ``user_id``,
+``token_id``; the matrix test knows how to make one of each (and fails on a name it does not know).
+Checks that depend on the object happen in the route with ``visible_camera``/``visible_ticket``, which
+return None for a missing *or* invisible object: answer ``NotFound`` for both, and log the attempt
+with ``models.audit.record_access`` (allowed and denied).
+
+Authentication: ``Authorization: Bearer <JWT access token>`` from ``POST /api/auth/token``, or a
+long-lived API token ``Bearer gp_...`` (scope ``api:read`` for GET/HEAD, ``api:write`` otherwise).
+``CredentialDep`` is what the request was authenticated with: a stream (SSE, wall tile) keeps it and
+polls ``models.users.credential_is_live`` every few seconds, stopping when it turns false.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,9 +42,24 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.settings import ApiSettings
 from api.tokens import decode_access_token
-from models.access import AccessScope, load_scope
-from models.domain import User
-from models.errors import AuthError
+from models.access import AccessScope, load_scope, visible_camera
+from models.apitokens import API_TOKEN_PREFIX, TokenScope, resolve_api_token
+from models.audit import record_access, record_event
+from models.domain import Camera, Role, User
+from models.errors import AccessDenied, AuthError, NotFound
+from models.throttle import LoginThrottle
+from models.users import Credential
+
+#: the values of the ``x-access`` OpenAPI extension (see the module docstring)
+ACCESS_KINDS = frozenset({"public", "authenticated", "camera", "ticket", "configure", "manager", "admin"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def x_access(kind: str) -> dict[str, str]:
+    """``openapi_extra`` declaring who may call a route (a typo fails at import, not in production)."""
+    if kind not in ACCESS_KINDS:
+        raise ValueError(f"unknown access kind {kind!r}: use one of {sorted(ACCESS_KINDS)}")
+    return {"x-access": kind}
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
@@ -25,6 +70,8 @@ class AppState:
 
     settings: ApiSettings
     session_factory: sessionmaker[Session]
+    #: failed-login counts; pass one on a shared store (Redis) when several API processes run
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 def get_state(request: Request) -> AppState:
@@ -43,14 +90,39 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_current_user(
-    state: StateDep, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
+def remote_addr(request: Request) -> str:
+    """The client address as the ASGI server saw it (run uvicorn with --proxy-headers behind a proxy)."""
+    return request.client.host if request.client else ""
+
+
+def get_credential(
+    request: Request, state: StateDep, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Credential:
+    """Check the bearer token on every request: a JWT against the user's token version (a disable or
+    password change cuts it), an API token against its row (revoked, expired, scope)."""
     if not token:
         raise AuthError("not authenticated")
+    if token.startswith(API_TOKEN_PREFIX):
+        needed = TokenScope.api_read if request.method in SAFE_METHODS else TokenScope.api_write
+        user, row = resolve_api_token(session, token, scope=needed)
+        if session.is_modified(row):
+            session.commit()  # last_used_at, at most once a minute
+        return Credential(
+            user_id=user.id, token_version=user.token_version, api_token_id=row.id, scopes=frozenset(row.scopes)
+        )
     user_id, token_version = decode_access_token(token, secret=state.settings.secret_key)
-    user = session.get(User, user_id)
-    if user is None or not user.enabled or user.token_version != token_version:
+    found = session.get(User, user_id)
+    if found is None or not found.enabled or found.token_version != token_version:
+        raise AuthError("invalid token")
+    return Credential(user_id=user_id, token_version=token_version)
+
+
+CredentialDep = Annotated[Credential, Depends(get_credential)]
+
+
+def get_current_user(session: SessionDep, credential: CredentialDep) -> User:
+    user = session.get(User, credential.user_id)
+    if user is None:
         raise AuthError("invalid token")
     return user
 
@@ -58,8 +130,70 @@ def get_current_user(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
+def _require_role(request: Request, session: Session, user: User, roles: frozenset[Role]) -> User:
+    if Role(user.role) in roles:
+        return user
+    record_event(
+        session,
+        user_id=user.id,
+        username=user.username,
+        action="deny",
+        channel="api",
+        object_type="route",
+        object_id=f"{request.method} {request.url.path}",
+        remote_addr=remote_addr(request),
+    )
+    session.commit()
+    raise AccessDenied("your role may not do this")
+
+
+def get_admin(request: Request, session: SessionDep, user: CurrentUser) -> User:
+    return _require_role(request, session, user, frozenset({Role.admin}))
+
+
+def get_manager(request: Request, session: SessionDep, user: CurrentUser) -> User:
+    return _require_role(request, session, user, frozenset({Role.admin, Role.manager}))
+
+
+def get_configurer(request: Request, session: SessionDep, user: CurrentUser) -> User:
+    return _require_role(request, session, user, frozenset({Role.admin, Role.operator}))
+
+
+#: x-access "admin"
+AdminUser = Annotated[User, Depends(get_admin)]
+#: x-access "manager": admins and managers (object checks stay in the route)
+ManagerUser = Annotated[User, Depends(get_manager)]
+#: x-access "configure" without an object in the path
+ConfigureUser = Annotated[User, Depends(get_configurer)]
+
+
 def get_scope(session: SessionDep, user: CurrentUser) -> AccessScope:
     return load_scope(session, user)
 
 
 ScopeDep = Annotated[AccessScope, Depends(get_scope)]
+
+
+def get_configurable_camera(camera_id: int, request: Request, session: SessionDep, scope: ScopeDep) -> Camera:
+    """x-access "configure" on ``{camera_id}``: 404 when the caller may not see the camera (as if it did
+    not exist), 403 when they see it but may not change it (grid leaders, managers); both are logged."""
+    cam = visible_camera(session, scope, camera_id)
+    if cam is None or not scope.may_configure:
+        record_access(
+            session,
+            scope=scope,
+            allowed=False,
+            channel="api",
+            object_type="camera",
+            object_id=camera_id,
+            remote_addr=remote_addr(request),
+            detail={"wanted": "configure"},
+        )
+        session.commit()
+        if cam is None:
+            raise NotFound("camera not found")
+        raise AccessDenied("your role may not change cameras or zones")
+    return cam
+
+
+ConfigurableCamera = Annotated[Camera, Depends(get_configurable_camera)]

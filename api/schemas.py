@@ -73,3 +73,115 @@ class ErrorOut(Strict):
 class HealthOut(Strict):
     status: str
     database: str
+
+
+# --- security: sessions, API tokens, users, grants, audit (issue 6) ---------------------------------
+
+
+class SessionTokensOut(Strict):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+    refresh_token: str = Field(description="Single use: POST it to /api/auth/refresh for the next pair")
+    refresh_expires_in: int = Field(description="Seconds until the refresh token expires")
+
+
+class RefreshIn(Strict):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class PasswordChangeIn(Strict):
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200, description="At least 8 characters")
+
+
+class ApiTokenIn(Strict):
+    name: str = Field(min_length=1, max_length=120, description="What the token is for (e.g. 'nvr-1 RTSP')")
+    scopes: list[str] = Field(
+        min_length=1, max_length=3, description="api:read (GET), api:write (everything else), rtsp (gateway)"
+    )
+    expires_at: datetime | None = Field(default=None, description="None: until revoked")
+
+
+class ApiTokenOut(Strict):
+    id: int
+    user_id: int
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiTokenCreatedOut(ApiTokenOut):
+    token: str = Field(description="The token itself: shown this once, only its hash is kept")
+
+
+class UserOut(Strict):
+    id: int
+    username: str
+    display_name: str
+    role: str
+    enabled: bool
+    grid_codes: list[str]
+    created_at: datetime
+
+
+class UserIn(Strict):
+    username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: str = Field(description="admin | operator | manager | grid_leader | patroller")
+    password: str = Field(min_length=8, max_length=200)
+    display_name: str = Field(default="", max_length=200)
+    grid_codes: list[str] = Field(default_factory=list, max_length=100, description="Grid nodes they answer for")
+
+
+class UserGridsIn(Strict):
+    grid_codes: list[str] = Field(max_length=100)
+
+
+class GrantIn(Strict):
+    camera_id: int = Field(ge=1)
+    grantee: str = Field(min_length=1, max_length=64, description="Username of the grid leader or patroller")
+    starts_at: datetime | None = Field(default=None, description="Default: now")
+    ends_at: datetime = Field(description="Exclusive end of the window; at most 30 days after the start")
+    reason: str = Field(default="", max_length=1000)
+
+
+class GrantOut(Strict):
+    id: int
+    camera_id: int
+    camera_name: str
+    grantee: str
+    granted_by: str | None
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    active: bool
+    created_at: datetime
+
+
+class AuditEntryOut(Strict):
+    id: int
+    at: datetime
+    user_id: int | None
+    username: str
+    action: str
+    channel: str
+    object_type: str
+    object_id: str
+    remote_addr: str
+    detail: dict[str, Any]
+
+
+class AuditPage(Strict):
+    items: list[AuditEntryOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class CameraPatchIn(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    enabled: bool | None = None
+    grid_code: str | None = Field(default=None, max_length=64, description="Pin the camera to this grid node")

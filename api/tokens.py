@@ -11,6 +11,8 @@ from models.domain import User, utcnow
 from models.errors import AuthError
 
 ALGORITHM = "HS256"
+#: lifetime of a refresh token (one login session between uses; each use rotates it)
+REFRESH_TOKEN_TTL_S = 14 * 24 * 3600
 
 
 def issue_access_token(user: User, *, secret: str, ttl_s: int, now: datetime | None = None) -> str:

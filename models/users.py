@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.domain import Assignment, GridNode, Role, User
+from models.apitokens import api_token_is_live, revoke_user_refresh_tokens
+from models.domain import Assignment, GridNode, Role, User, utcnow
 from models.errors import Conflict, ValidationError
-from models.passwords import hash_password, verify_password
+from models.passwords import check_password_policy, hash_password, verify_password
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 SCOPED_ROLES = frozenset({Role.manager, Role.grid_leader, Role.patroller})
@@ -37,20 +40,88 @@ def add_user(
         raise ValidationError("use 2-64 letters, digits or _ . @ -", field="username")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"user {username!r} already exists")
-    codes = list(dict.fromkeys(grid_codes or []))
+    nodes = _grid_nodes(session, role=role, grid_codes=grid_codes or [])
+    user = User(username=username, role=role.value, password_hash=hash_password(password), display_name=display_name)
+    session.add(user)
+    session.flush()
+    for node in nodes:
+        session.add(Assignment(user_id=user.id, grid_id=node.id))
+    session.flush()
+    return user
+
+
+def _grid_nodes(session: Session, *, role: Role, grid_codes: list[str]) -> list[GridNode]:
+    codes = list(dict.fromkeys(grid_codes))
     if role in SCOPED_ROLES and not codes:
         raise ValidationError(f"a {role.value} needs at least one grid node (--grid CODE)", field="grid")
     nodes = {n.code: n for n in session.scalars(select(GridNode).where(GridNode.code.in_(codes)))}
     for code in codes:
         if code not in nodes:
             raise ValidationError(f"no grid node has code {code!r}", field="grid")
-    user = User(username=username, role=role.value, password_hash=hash_password(password), display_name=display_name)
-    session.add(user)
+    return [nodes[c] for c in codes]
+
+
+def set_assignments(session: Session, *, user: User, grid_codes: list[str]) -> list[str]:
+    """Replace the user's grid nodes; returns the codes now assigned. Their scope changes on the next request."""
+    nodes = _grid_nodes(session, role=Role(user.role), grid_codes=grid_codes)
+    wanted = {n.id for n in nodes}
+    for a in list(user.assignments):
+        if a.grid_id not in wanted:
+            user.assignments.remove(a)
+    have = {a.grid_id for a in user.assignments}
+    for node in nodes:
+        if node.id not in have:
+            user.assignments.append(Assignment(user_id=user.id, grid_id=node.id))
     session.flush()
-    for code in codes:
-        session.add(Assignment(user_id=user.id, grid_id=nodes[code].id))
+    return [n.code for n in nodes]
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """Cut every access and refresh token issued so far (API tokens stay: they are revoked one by one)."""
+    user.token_version += 1
+    revoke_user_refresh_tokens(session, user.id)
+
+
+def set_enabled(session: Session, *, user: User, enabled: bool) -> None:
+    """Disable (cutting sessions, API tokens and streams at their next check) or re-enable a user."""
+    if user.enabled and not enabled:
+        end_sessions(session, user)
+    user.enabled = enabled
     session.flush()
-    return user
+
+
+def change_password(session: Session, *, user: User, current_password: str, new_password: str) -> None:
+    """Check the current password, store the new one and end every other session of the user."""
+    if not verify_password(user.password_hash, current_password):
+        raise ValidationError("the current password is wrong", field="current_password")
+    check_password_policy(new_password)
+    if new_password == current_password:
+        raise ValidationError("must differ from the current password", field="new_password")
+    user.password_hash = hash_password(new_password)
+    end_sessions(session, user)
+    session.flush()
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What a request or a long-lived stream (SSE, wall tile, RTSP session) was authenticated with."""
+
+    user_id: int
+    token_version: int
+    #: set when the caller presented an API token rather than a login session
+    api_token_id: int | None = None
+    scopes: frozenset[str] = frozenset()
+
+
+def credential_is_live(session: Session, credential: Credential, *, now: datetime | None = None) -> bool:
+    """Whether a credential still holds: streaming paths poll this every few seconds and stop when it
+    turns false (user disabled, password changed, API token revoked or expired)."""
+    user = session.get(User, credential.user_id, populate_existing=True)
+    if user is None or not user.enabled:
+        return False
+    if credential.api_token_id is not None:
+        return api_token_is_live(session, credential.api_token_id, now=now or utcnow())
+    return user.token_version == credential.token_version
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:

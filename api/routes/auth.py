@@ -1,35 +1,135 @@
-"""Login and the caller's own profile."""
+"""Login sessions (access + rotating refresh tokens, throttled), logout, the caller's profile and password."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.deps import CurrentUser, SessionDep, StateDep
-from api.schemas import GridRef, MeOut, TokenOut
-from api.tokens import issue_access_token
-from models.errors import AuthError
-from models.users import authenticate
+from api.deps import CredentialDep, CurrentUser, SessionDep, StateDep, remote_addr, x_access
+from api.schemas import ErrorOut, GridRef, MeOut, PasswordChangeIn, RefreshIn, SessionTokensOut
+from api.tokens import REFRESH_TOKEN_TTL_S, issue_access_token
+from models.apitokens import issue_refresh_token, revoke_refresh_token, rotate_refresh_token
+from models.audit import record_event
+from models.domain import User
+from models.errors import AccessDenied, AuthError, ValidationError
+from models.users import authenticate, change_password
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
+_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorOut, "description": "Not authenticated"},
+    422: {"model": ErrorOut, "description": "Invalid input"},
+}
 
-@router.post("/auth/token", response_model=TokenOut, responses={401: {"description": "Wrong username or password"}})
+
+def _session_tokens(session: SessionDep, state: StateDep, user: User, refresh_token: str) -> SessionTokensOut:
+    ttl = state.settings.access_token_ttl_s
+    return SessionTokensOut(
+        access_token=issue_access_token(user, secret=state.settings.secret_key, ttl_s=ttl),
+        expires_in=ttl,
+        refresh_token=refresh_token,
+        refresh_expires_in=REFRESH_TOKEN_TTL_S,
+    )
+
+
+@router.post(
+    "/auth/token",
+    response_model=SessionTokensOut,
+    openapi_extra=x_access("public"),
+    responses={
+        **_ERRORS,
+        401: {"model": ErrorOut, "description": "Wrong username or password"},
+        429: {"model": ErrorOut, "description": "Too many failed logins for this user or address (see Retry-After)"},
+    },
+)
 def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, state: StateDep
-) -> TokenOut:
-    """OAuth2 password login: form fields ``username`` and ``password`` → a bearer access token."""
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, session: SessionDep, state: StateDep
+) -> SessionTokensOut:
+    """OAuth2 password login: form fields ``username`` and ``password`` → an access and a refresh token."""
+    addr = remote_addr(request)
+    throttle = state.login_throttle
+    throttle.check(username=form.username, remote_addr=addr)
     user = authenticate(session, form.username, form.password)
     if user is None:
+        throttle.failed(username=form.username, remote_addr=addr)
+        record_event(session, user_id=None, username=form.username, action="login_failed", channel="api", remote_addr=addr)
+        session.commit()
         raise AuthError("wrong username or password")
-    ttl = state.settings.access_token_ttl_s
-    token = issue_access_token(user, secret=state.settings.secret_key, ttl_s=ttl)
-    return TokenOut(access_token=token, expires_in=ttl)
+    throttle.succeeded(username=form.username)
+    refresh = issue_refresh_token(session, user=user, ttl_s=REFRESH_TOKEN_TTL_S)
+    record_event(session, user_id=user.id, username=user.username, action="login", channel="api", remote_addr=addr)
+    session.commit()
+    return _session_tokens(session, state, user, refresh)
 
 
-@router.get("/me", response_model=MeOut)
+@router.post("/auth/refresh", response_model=SessionTokensOut, openapi_extra=x_access("public"), responses=_ERRORS)
+def refresh(body: RefreshIn, session: SessionDep, state: StateDep) -> SessionTokensOut:
+    """Spend a refresh token for a new access token and the next refresh token. A refresh token used
+    twice revokes its whole session (someone else holds a copy)."""
+    try:
+        user, next_token = rotate_refresh_token(session, body.refresh_token, ttl_s=REFRESH_TOKEN_TTL_S)
+    finally:
+        session.commit()  # keep the spend, or the revocation of a replayed family
+    return _session_tokens(session, state, user, next_token)
+
+
+@router.post("/auth/logout", status_code=204, openapi_extra=x_access("public"), responses=_ERRORS)
+def logout(body: RefreshIn, request: Request, session: SessionDep) -> Response:
+    """End the login session of this refresh token (its access tokens expire on their own within minutes)."""
+    revoke_refresh_token(session, body.refresh_token)
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=MeOut, openapi_extra=x_access("authenticated"), responses=_ERRORS)
 def me(user: CurrentUser) -> MeOut:
     grids = [GridRef(id=a.grid.id, code=a.grid.code, name=a.grid.name, kind=a.grid.kind) for a in user.assignments]
     return MeOut(id=user.id, username=user.username, display_name=user.display_name, role=user.role, grids=grids)
+
+
+@router.post(
+    "/me/password",
+    response_model=SessionTokensOut,
+    openapi_extra=x_access("authenticated"),
+    responses={
+        **_ERRORS,
+        403: {"model": ErrorOut, "description": "Called with an API token"},
+        429: {"model": ErrorOut, "description": "Too many wrong current passwords"},
+    },
+)
+def set_password(
+    body: PasswordChangeIn,
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    user: CurrentUser,
+    credential: CredentialDep,
+) -> SessionTokensOut:
+    """Change the caller's password. Every token issued before dies (other devices log in again);
+    the answer carries a fresh session for this one."""
+    if credential.api_token_id is not None:
+        raise AccessDenied("log in with a password to change it (API tokens may not)")
+    addr = remote_addr(request)
+    state.login_throttle.check(username=user.username, remote_addr=addr)
+    try:
+        change_password(session, user=user, current_password=body.current_password, new_password=body.new_password)
+    except ValidationError as err:
+        if err.field == "current_password":  # guessing the password through this route counts as a failed login
+            state.login_throttle.failed(username=user.username, remote_addr=addr)
+        raise
+    refresh_token = issue_refresh_token(session, user=user, ttl_s=REFRESH_TOKEN_TTL_S)
+    record_event(
+        session,
+        user_id=user.id,
+        username=user.username,
+        action="change",
+        channel="api",
+        object_type="user",
+        object_id=user.id,
+        remote_addr=addr,
+        detail={"field": "password"},
+    )
+    session.commit()
+    return _session_tokens(session, state, user, refresh_token)

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
-from api.deps import ScopeDep, SessionDep
-from api.schemas import CameraOut, CameraPage, ErrorOut
+from api.deps import ConfigurableCamera, CurrentUser, ScopeDep, SessionDep, remote_addr, x_access
+from api.schemas import CameraOut, CameraPage, CameraPatchIn, ErrorOut
 from models.access import visible_camera
-from models.audit import record_access
+from models.audit import record_access, record_change
 from models.domain import Camera, GridNode
-from models.errors import NotFound
+from models.errors import Conflict, NotFound, ValidationError
 
 router = APIRouter(prefix="/api", tags=["cameras"])
 
@@ -42,7 +42,7 @@ def camera_out(cam: Camera) -> CameraOut:
     )
 
 
-@router.get("/cameras", response_model=CameraPage)
+@router.get("/cameras", response_model=CameraPage, openapi_extra=x_access("authenticated"))
 def list_cameras(
     session: SessionDep,
     scope: ScopeDep,
@@ -67,7 +67,9 @@ def list_cameras(
     return CameraPage(items=[camera_out(c) for c in rows], total=total, limit=limit, offset=offset)
 
 
-@router.get("/cameras/{camera_id}", response_model=CameraOut, responses={404: {"model": ErrorOut}})
+@router.get(
+    "/cameras/{camera_id}", response_model=CameraOut, responses={404: {"model": ErrorOut}}, openapi_extra=x_access("camera")
+)
 def get_camera(camera_id: int, request: Request, session: SessionDep, scope: ScopeDep) -> CameraOut:
     cam = visible_camera(session, scope, camera_id)
     record_access(
@@ -82,4 +84,37 @@ def get_camera(camera_id: int, request: Request, session: SessionDep, scope: Sco
     session.commit()
     if cam is None:
         raise NotFound("camera not found")
+    return camera_out(cam)
+
+
+@router.patch(
+    "/cameras/{camera_id}",
+    response_model=CameraOut,
+    responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    openapi_extra=x_access("configure"),
+)
+def update_camera(
+    body: CameraPatchIn, request: Request, session: SessionDep, cam: ConfigurableCamera, user: CurrentUser
+) -> CameraOut:
+    """Rename, enable/disable or pin a camera to a grid node (admins and operators; logged)."""
+    changes: dict[str, object] = {}
+    if body.name is not None and body.name != cam.name:
+        if session.scalar(select(Camera.id).where(Camera.name == body.name, Camera.id != cam.id)) is not None:
+            raise Conflict(f"a camera named {body.name!r} exists")
+        changes["name"] = cam.name = body.name
+    if body.enabled is not None and body.enabled != cam.enabled:
+        changes["enabled"] = cam.enabled = body.enabled
+    if body.grid_code is not None:
+        node = session.scalar(select(GridNode).where(GridNode.code == body.grid_code))
+        if node is None:
+            raise ValidationError(f"no grid node has code {body.grid_code!r}", field="grid_code")
+        cam.grid_id, cam.grid_override = node.id, True
+        changes["grid_code"] = node.code
+    if changes:
+        record_change(
+            session, user=user, channel="api", object_type="camera", object_id=cam.id, detail=changes,
+            remote_addr=remote_addr(request),
+        )  # fmt: skip
+    session.commit()
+    session.refresh(cam)
     return camera_out(cam)

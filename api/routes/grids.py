@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from api.deps import ScopeDep, SessionDep
+from api.deps import ScopeDep, SessionDep, x_access
 from api.schemas import GridNodeOut
 from models.domain import GridNode
 
 router = APIRouter(prefix="/api", tags=["grids"])
 
 
-@router.get("/grids", response_model=list[GridNodeOut])
+@router.get("/grids", response_model=list[GridNodeOut], openapi_extra=x_access("authenticated"))
 def grid_tree(
     session: SessionDep,
     scope: ScopeDep,

@@ -1,0 +1,169 @@
+"""Opaque bearer secrets stored hashed: long-lived API tokens and rotating refresh tokens.
+
+An API token (``gp_...``) is shown once at creation; only its SHA-256 is kept. It acts as its user,
+limited by its scopes, until it expires or is revoked; disabling the user cuts it at once. The RTSP
+gateway resolves the tokens viewers present with :func:`resolve_api_token` (scope ``rtsp``).
+
+A refresh token (``gpr_...``) belongs to one login session (a *family*): each use spends it and issues
+the next one; a spent token presented again means a copy was stolen, and the whole family is revoked.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models.domain import ApiToken, RefreshToken, User, utcnow
+from models.errors import AccessDenied, AuthError, ValidationError
+from models.passwords import hash_api_token, new_api_token
+
+API_TOKEN_PREFIX = "gp_"
+REFRESH_TOKEN_PREFIX = "gpr_"
+#: a token's last_used_at is written at most this often (not one write per request)
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class TokenScope(enum.StrEnum):
+    api_read = "api:read"
+    api_write = "api:write"
+    rtsp = "rtsp"
+
+
+def parse_scopes(names: Iterable[str]) -> list[TokenScope]:
+    scopes: list[TokenScope] = []
+    for name in names:
+        try:
+            scope = TokenScope(name)
+        except ValueError as err:
+            allowed = ", ".join(s.value for s in TokenScope)
+            raise ValidationError(f"unknown scope {name!r} (use {allowed})", field="scopes") from err
+        if scope not in scopes:
+            scopes.append(scope)
+    if not scopes:
+        raise ValidationError("give at least one scope", field="scopes")
+    return scopes
+
+
+def create_api_token(
+    session: Session,
+    *,
+    user: User,
+    name: str,
+    scopes: Iterable[str],
+    expires_at: datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """A new token row and the token itself (shown once: only its hash is stored)."""
+    parsed = parse_scopes(scopes)
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValidationError("must be in the future", field="expires_at")
+    token, token_hash = new_api_token()
+    row = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=token_hash,
+        scopes=[s.value for s in parsed],
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def resolve_api_token(
+    session: Session, token: str, *, scope: TokenScope, now: datetime | None = None
+) -> tuple[User, ApiToken]:
+    """The enabled user an unexpired, unrevoked token acts for; AuthError (401) when the token is not
+    good, AccessDenied (403) when it is good but lacks ``scope``. The caller commits (last_used_at)."""
+    now = now or utcnow()
+    if not token.startswith(API_TOKEN_PREFIX):
+        raise AuthError("invalid token")
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_api_token(token)))
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        raise AuthError("invalid token")
+    user = session.get(User, row.user_id)
+    if user is None or not user.enabled:
+        raise AuthError("invalid token")
+    if scope.value not in row.scopes:
+        raise AccessDenied(f"this API token lacks the scope {scope.value!r}")
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        row.last_used_at = now
+    return user, row
+
+
+def api_token_is_live(session: Session, token_id: int, *, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    row = session.get(ApiToken, token_id, populate_existing=True)
+    return row is not None and row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
+
+
+def revoke_api_token(session: Session, row: ApiToken, *, now: datetime | None = None) -> None:
+    if row.revoked_at is None:
+        row.revoked_at = now or utcnow()
+
+
+# --- refresh tokens -------------------------------------------------------------------------------
+
+
+def issue_refresh_token(
+    session: Session, *, user: User, ttl_s: int, family: str | None = None, now: datetime | None = None
+) -> str:
+    """A new refresh token for ``user`` (a new login session unless ``family`` continues one)."""
+    now = now or utcnow()
+    token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family=family or secrets.token_hex(16),
+            token_hash=hash_api_token(token),
+            token_version=user.token_version,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_s),
+        )
+    )
+    session.flush()
+    return token
+
+
+def rotate_refresh_token(session: Session, token: str, *, ttl_s: int, now: datetime | None = None) -> tuple[User, str]:
+    """Spend ``token`` and return its user with the next token of the family. A spent token presented
+    again revokes the family (the caller must commit even when this raises AuthError)."""
+    now = now or utcnow()
+    row = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_api_token(token)))
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        raise AuthError("invalid refresh token")
+    if row.used_at is not None:
+        revoke_refresh_family(session, row.family, now=now)
+        raise AuthError("refresh token already used: this session is revoked")
+    user = session.get(User, row.user_id)
+    if user is None or not user.enabled or user.token_version != row.token_version:
+        raise AuthError("invalid refresh token")
+    row.used_at = now
+    return user, issue_refresh_token(session, user=user, ttl_s=ttl_s, family=row.family, now=now)
+
+
+def revoke_refresh_token(session: Session, token: str, *, now: datetime | None = None) -> None:
+    """Log out: revoke the session ``token`` belongs to (silently nothing for an unknown token)."""
+    row = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_api_token(token)))
+    if row is not None:
+        revoke_refresh_family(session, row.family, now=now)
+
+
+def revoke_refresh_family(session: Session, family: str, *, now: datetime | None = None) -> None:
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now or utcnow())
+    )
+
+
+def revoke_user_refresh_tokens(session: Session, user_id: int, *, now: datetime | None = None) -> None:
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now or utcnow())
+    )
