@@ -78,8 +78,8 @@ def zones_file(*, person_area: float, min_people: int = 6) -> dict[str, Any]:
         return [[round(x / W, 4), round(y / H, 4)] for x, y in poly]
 
     return {"zones": [
-        {"name": "fire lane", "kind": "fire_lane", "polygon": norm(LANE), "dwell_s": 10, "clear_s": 4},
-        {"name": "road", "kind": "road", "polygon": norm(ROAD), "dwell_s": 10, "clear_s": 4},
+        {"name": "fire lane", "kind": "fire_lane", "polygon": norm(LANE), "dwell_s": 10, "clear_s": 8},
+        {"name": "road", "kind": "road", "polygon": norm(ROAD), "dwell_s": 10, "clear_s": 8},
         {"name": "square", "kind": "crowd_area", "polygon": norm(CROWD), "dwell_s": 5, "clear_s": 4,
          "min_people": min_people, "person_area": round(person_area, 5)},
     ]}

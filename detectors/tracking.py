@@ -21,6 +21,8 @@ class TrackerConfig:
     low_score: float = 0.1
     match_iou: float = 0.25
     lost_s: float = 6.0
+    lost_still_s: float = 30.0  # a parked object the detector misses for a while keeps its clock
+    still_after_s: float = 3.0
     still_iou: float = 0.6
     move_strikes: int = 2
 
@@ -84,7 +86,10 @@ class Tracker:
 
     def update(self, detections: Detections, t: float) -> Detections:
         cfg = self.config
-        self._tracks = [tr for tr in self._tracks if t - tr.last_t <= cfg.lost_s]
+        self._tracks = [
+            tr for tr in self._tracks
+            if t - tr.last_t <= (cfg.lost_still_s if tr.last_t - tr.still_since >= cfg.still_after_s else cfg.lost_s)
+        ]
         n = len(detections)
         out_ids = np.full(n, -1, np.int64)
         out_still = np.zeros(n, np.float32)

@@ -90,7 +90,10 @@ if "$PY" -c 'import onnx, onnxruntime' 2>/dev/null; then
   if [ ! -f "$A/yolov3-tiny.onnx" ] || [ "$A/yolov3-tiny.weights" -nt "$A/yolov3-tiny.onnx" ] \
      || [ "$ROOT/detectors/darknet.py" -nt "$A/yolov3-tiny.onnx" ]; then
     log "converting yolov3-tiny to ONNX with detectors.darknet"
-    "$PY" -m detectors.darknet "$A/yolov3-tiny.cfg" "$A/yolov3-tiny.weights" "$A/yolov3-tiny.onnx" \
+    # This cfg gives the 26x26 head anchors 0,1,2; the weights were trained with 1,2,3 (boxes come out
+    # half size otherwise, checked on vtest.avi walkers). Convert a corrected copy; keep the original.
+    sed 's/^mask = 0,1,2$/mask = 1,2,3/' "$A/yolov3-tiny.cfg" > "$A/yolov3-tiny-masks123.cfg"
+    "$PY" -m detectors.darknet "$A/yolov3-tiny-masks123.cfg" "$A/yolov3-tiny.weights" "$A/yolov3-tiny.onnx" \
       --names "$A/coco.names"
   fi
 else

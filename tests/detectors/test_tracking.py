@@ -52,3 +52,13 @@ def test_lost_tracks_expire() -> None:
     assert len(tr) == 1
     tr.update(dets([]), 10.0)
     assert len(tr) == 0
+
+
+def test_parked_object_missed_for_a_while_keeps_its_clock() -> None:
+    tr = Tracker()
+    for i in range(20):
+        tr.update(dets([(100, 100, 200, 160, "umbrella")]), i * 0.5)
+    tr.update(dets([]), 15.0)  # missed for 10 s: longer than lost_s, shorter than lost_still_s
+    out = tr.update(dets([(101, 100, 201, 160, "umbrella")]), 20.0)
+    assert out.tracker_id is not None and out.tracker_id.tolist() == [1]
+    assert out.data["stationary_s"][0] == 20.0
