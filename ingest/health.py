@@ -140,9 +140,8 @@ class HealthRegistry:
 class HealthCollector(Collector):
     """Prometheus view of a :class:`HealthRegistry`, computed at scrape time."""
 
-    def __init__(self, health: HealthRegistry, *, worker_id: str = "") -> None:
+    def __init__(self, health: HealthRegistry) -> None:
         self._health = health
-        self._worker_id = worker_id
 
     def register(self, registry: CollectorRegistry) -> HealthCollector:
         registry.register(self)
