@@ -1,0 +1,260 @@
+"""The authorisation matrix: every route of the app's own OpenAPI schema, for every role of the sample
+tree and anonymous, on an object of grid G1 and one of grid G3, on SQLite and PostgreSQL.
+
+The convention that makes it generic (also in ``api/deps.py``):
+
+1. Every route declares who may call it: ``openapi_extra=x_access(KIND)`` (from ``api.deps``), i.e.
+   ``{"x-access": KIND}`` in the schema. KIND is one of ``public``, ``authenticated``, ``camera``,
+   ``ticket``, ``configure``, ``manager``, ``admin`` (meanings in :func:`expected`). A route without
+   it, or with another value, fails :func:`test_every_route_declares_who_may_call_it`.
+2. Path parameters name their object: ``camera_id``, ``ticket_id``, ``grant_id``, ``user_id``,
+   ``token_id``. :data:`PARAMS` makes a fresh one per request (a ticket or grant on the target camera);
+   a new name fails the test until it gets a line there.
+3. A route with a request body (or whose access depends on an object in the body) needs a
+   :class:`Case` in :data:`CASES`, keyed ``"METHOD /path"``, that builds a valid body. A case may also
+   make the caller a fresh copy of their role (routes that end the caller's sessions) or override
+   :func:`expected` (e.g. ticket transitions that a role may not make: 403 from the state machine).
+
+For the lead's ticket routes: ``GET /api/tickets`` is ``authenticated`` (the list is filtered),
+``GET /api/tickets/{ticket_id}`` and evidence are ``ticket`` (404 out of scope), ``POST /api/tickets``
+(a report) is ``authenticated`` with a Case building ``{"category", "lon", "lat", "description"}``,
+and ``POST /api/tickets/{ticket_id}/transitions`` is ``ticket`` with a Case whose ``expect`` says which
+roles may make the chosen action from the state ``open``. The ticket rows come from
+``World.fresh_ticket`` (camera cam-g1-a of G1 or cam-g3-a of G3, state open).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import sessionmaker
+
+from api.app import create_app
+from api.deps import ACCESS_KINDS
+from api.settings import ApiSettings
+from models.apitokens import issue_refresh_token
+from models.db import transaction
+from models.domain import User, utcnow
+from tests.security.world import GRANTEE, SECRET, World, json_of, stream_status
+from tests.support import sample
+
+#: the sample's users (and anonymous, None) and which of the two target grids each may see
+SEES: dict[str | None, frozenset[str]] = {
+    None: frozenset(),
+    "admin1": frozenset({"G1", "G3"}),
+    "operator1": frozenset({"G1", "G3"}),
+    "manager-d1": frozenset({"G1", "G3"}),
+    "manager-s1": frozenset({"G1"}),
+    "leader-g1": frozenset({"G1"}),
+    "leader-g3": frozenset({"G3"}),
+    "patroller-g2": frozenset(),
+}
+ROLE: dict[str, str] = {name: role for name, (role, _grids) in sample.USERS.items()}
+assert set(SEES) - {None} == set(sample.USERS), "SEES must cover every sample user"
+#: target grid → the camera of that grid the objects hang on
+TARGET_CAMERA = {"G1": "cam-g1-a", "G3": "cam-g3-a"}
+OK = "2xx"
+#: a status, OK (any 2xx), or a set of those (the access check passed; what follows is another test's)
+Expect = str | int | frozenset[str | int]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request of the matrix: who calls, about which grid's object."""
+
+    world: World
+    caller: str | None
+    target: str | None
+
+    @property
+    def camera(self) -> str:
+        return TARGET_CAMERA[self.target or "G1"]
+
+    @property
+    def owner(self) -> str:
+        return self.caller or "leader-g1"
+
+
+def expected(kind: str, caller: str | None, target: str | None) -> Expect:
+    """What the policy answers ``caller`` on an object of grid ``target`` (None: the route has none)."""
+    if caller is None:
+        return OK if kind == "public" else 401
+    role = ROLE[caller]
+    sees = target is None or target in SEES[caller]
+    if kind in {"public", "authenticated"}:
+        return OK
+    if kind in {"camera", "ticket"}:
+        return OK if sees else 404
+    if kind == "configure":  # a known object the caller sees but may not change: 403; one they cannot see: 404
+        if not sees:
+            return 404
+        return OK if role in {"admin", "operator"} else 403
+    if kind == "manager":  # the role first (403), then the object in the subtree (404)
+        if role not in {"admin", "manager"}:
+            return 403
+        return OK if sees else 404
+    if kind == "admin":
+        return OK if role == "admin" else 403
+    raise AssertionError(f"no rule for x-access {kind!r}")
+
+
+#: path parameter → a value for this call (fresh objects for anything a request may change)
+PARAMS: dict[str, Callable[[Call], Any]] = {
+    "camera_id": lambda c: c.world.camera_ids[c.camera],
+    "ticket_id": lambda c: c.world.fresh_ticket(c.camera),
+    "grant_id": lambda c: c.world.fresh_grant(c.camera),
+    "user_id": lambda c: c.world.user(c.world.fresh_user()).id,
+    "token_id": lambda c: c.world.fresh_api_token(c.owner)[0],
+    # the evidence image every fresh ticket carries (ticket_id comes first in the path)
+    "key": lambda c: c.world.evidence_key,
+}
+TARGETED_PARAMS = frozenset({"camera_id", "ticket_id", "grant_id"})
+
+
+@dataclass(frozen=True)
+class Case:
+    """How to call one route: its request (``json=`` / ``data=`` keyword arguments for the client)."""
+
+    request: Callable[[Call], dict[str, Any]] = lambda _c: {}
+    #: the body names an object of the target grid (like a path parameter would)
+    targeted: bool = False
+    #: the caller is a fresh user with the same role and grid nodes (the route ends their sessions)
+    fresh_caller: bool = False
+    expect: Callable[[str, str | None, str | None], Expect] | None = None
+    #: the answer is a stream (SSE): only its status is read, then the client disconnects
+    stream: bool = False
+
+
+def _refresh_token(c: Call) -> str:
+    with transaction(c.world.factory) as s:
+        user = s.get(User, c.world.user(c.owner).id)
+        assert user is not None
+        return issue_refresh_token(s, user=user, ttl_s=3600)
+
+
+def _report_expect(kind: str, caller: str | None, target: str | None) -> Expect:
+    """A case may be reported only inside the reporter's own grids (403 with a reason otherwise)."""
+    if caller is None:
+        return 401
+    return OK if target in SEES[caller] else 403
+
+
+def _transition_expect(kind: str, caller: str | None, target: str | None) -> Expect:
+    """Seeing the ticket is this test's business (404 otherwise); whether the role may make the move
+    from ``open`` is the state machine's (tests/api/test_tickets_api.py): 2xx, 403 or 409 all pass here."""
+    got = expected(kind, caller, target)
+    return frozenset({OK, 403, 409}) if got == OK else got
+
+
+def _point(c: Call) -> tuple[float, float]:
+    return sample.point_in(c.target or "G1")
+
+
+CASES: dict[str, Case] = {
+    "GET /api/tickets/stream": Case(stream=True),
+    "POST /api/tickets": Case(
+        lambda c: {
+            "json": {"category": "road_occupation", "lon": _point(c)[0], "lat": _point(c)[1], "description": "matrix"}
+        },
+        targeted=True,
+        expect=_report_expect,
+    ),
+    "POST /api/tickets/{ticket_id}/transitions": Case(
+        lambda c: {"json": {"action": "dispatch", "note": "matrix"}}, expect=_transition_expect
+    ),
+    "POST /api/auth/token": Case(lambda c: {"data": {"username": c.owner, "password": sample.PASSWORD}}),
+    "POST /api/auth/refresh": Case(lambda c: {"json": {"refresh_token": _refresh_token(c)}}),
+    "POST /api/auth/logout": Case(lambda c: {"json": {"refresh_token": _refresh_token(c)}}),
+    "POST /api/me/password": Case(
+        lambda c: {"json": {"current_password": sample.PASSWORD, "new_password": "another-horse-10"}}, fresh_caller=True
+    ),
+    "PATCH /api/cameras/{camera_id}": Case(lambda c: {"json": {"enabled": True}}),
+    "POST /api/admin/users": Case(
+        lambda c: {
+            "json": {
+                "username": c.world.unique("made"),
+                "role": "patroller",
+                "password": sample.PASSWORD,
+                "grid_codes": ["G2"],
+            }
+        }
+    ),
+    "PUT /api/admin/users/{user_id}/grids": Case(lambda c: {"json": {"grid_codes": ["G2"]}}),
+    "POST /api/grants": Case(
+        lambda c: {
+            "json": {
+                "camera_id": c.world.camera_ids[c.camera],
+                "grantee": GRANTEE,
+                "ends_at": (utcnow() + timedelta(hours=1)).isoformat(),
+                "reason": "matrix",
+            }
+        },
+        targeted=True,
+    ),
+    "POST /api/tokens": Case(lambda c: {"json": {"name": "matrix", "scopes": ["api:read"]}}),
+}
+
+
+def _operations() -> list[tuple[str, str, dict[str, Any]]]:
+    """Every operation of the schema the app serves (built here without a database: only the schema)."""
+    app = create_app(ApiSettings(secret_key=SECRET), session_factory=sessionmaker())
+    return [
+        (method.upper(), path, op)
+        for path, ops in sorted(app.openapi()["paths"].items())
+        for method, op in sorted(ops.items())
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+
+
+OPERATIONS = _operations()
+
+
+def test_every_route_declares_who_may_call_it() -> None:
+    missing = [f"{m} {p}: {op.get('x-access')!r}" for m, p, op in OPERATIONS if op.get("x-access") not in ACCESS_KINDS]
+    assert not missing, "routes without a known x-access (see api/deps.py):\n" + "\n".join(missing)
+
+
+def test_the_served_schema_is_the_one_enumerated(world: World) -> None:
+    """The matrix covers exactly what /openapi.json shows (a route added at run time could not hide)."""
+    served = world.client.get("/openapi.json").json()["paths"]
+    assert {(m.upper(), p) for p, ops in served.items() for m in ops} == {(m, p) for m, p, _ in OPERATIONS}
+
+
+@pytest.mark.parametrize(("method", "path", "op"), OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
+def test_route_follows_the_policy(world: World, method: str, path: str, op: dict[str, Any]) -> None:
+    kind = op.get("x-access")
+    assert kind in ACCESS_KINDS, f"{method} {path} declares no known x-access"
+    key = f"{method} {path}"
+    params = [p["name"] for p in op.get("parameters", []) if p.get("in") == "path"]
+    unknown = [p for p in params if p not in PARAMS]
+    assert not unknown, f"{key}: teach tests/security/test_matrix.py PARAMS to make {unknown}"
+    case = CASES.get(key)
+    if case is None:
+        assert "requestBody" not in op, f"{key} takes a body: add a Case to CASES in tests/security/test_matrix.py"
+        case = Case()
+    targeted = case.targeted or any(p in TARGETED_PARAMS for p in params)
+    targets: list[str | None] = ["G1", "G3"] if targeted else [None]
+    rule = case.expect or expected
+
+    wrong: list[str] = []
+    for caller in SEES:
+        for target in targets:
+            call = Call(world=world, caller=caller, target=target)
+            if case.fresh_caller and caller is not None:
+                call = Call(world=world, caller=world.fresh_user(like=caller), target=target)
+            url = path.format(**{p: PARAMS[p](call) for p in params})
+            headers = world.bearer(call.caller) if call.caller else {}
+            if case.stream:
+                status, body = stream_status(world, method, url, headers), "(stream)"
+            else:
+                r = world.client.request(method, url, headers=headers, **case.request(call))
+                status, body = r.status_code, json_of(r)
+            want = rule(kind, caller, target)
+            wanted = want if isinstance(want, frozenset) else frozenset({want})
+            if not (status in wanted or (OK in wanted and 200 <= status < 300)):
+                wrong.append(f"  {caller or 'anonymous'} on {target or '-'}: want {want}, got {status} {body!s:.200}")
+    assert not wrong, f"{key} (x-access {kind}) breaks the policy:\n" + "\n".join(wrong)
