@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import text
@@ -12,11 +16,14 @@ from starlette.responses import Response
 from api.deps import AppState, SessionDep, x_access
 from api.errors import install_error_handlers
 from api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOAD_BYTES, BodySizeLimit, install_limit_handler
-from api.routes import admin, audit, auth, cameras, grants, grids, tokens
+from api.live import TicketFeed
+from api.routes import admin, audit, auth, cameras, grants, grids, tickets, tokens
 from api.schemas import HealthOut
 from api.settings import ApiSettings
 from api.throttle import install_throttle_handler
+from models.bus import Bus
 from models.throttle import LoginThrottle
+from models.tickets import TicketDesk
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -46,17 +53,37 @@ def create_app(
     login_throttle: LoginThrottle | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    desk: TicketDesk | None = None,
+    bus: Bus | None = None,
 ) -> FastAPI:
     """Build the API around collaborators it is given (settings, a session factory, and optionally a
-    login throttle on a shared store such as ``models.throttle_redis.RedisThrottleStore``)."""
+    login throttle on a shared store such as ``models.throttle_redis.RedisThrottleStore``, the ticket
+    desk, and the bus that carries ticket notices to the live feed)."""
+    feed = TicketFeed(bus) if bus is not None else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if feed is not None:
+            feed.start(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            if feed is not None:
+                feed.stop()
 
     app = FastAPI(
         title="GridPatrol",
         description="网格视频巡查 — video-surveillance grid patrol: cameras, detections and grid tickets",
         version="0.1.0",
+        lifespan=lifespan,
     )
     app.state.gridpatrol = AppState(
-        settings=settings, session_factory=session_factory, login_throttle=login_throttle or LoginThrottle()
+        settings=settings,
+        session_factory=session_factory,
+        login_throttle=login_throttle or LoginThrottle(),
+        desk=desk,
+        bus=bus,
+        feed=feed,
     )
     install_error_handlers(app)
     install_throttle_handler(app)
@@ -89,6 +116,7 @@ def create_app(
     app.include_router(grants.router)
     app.include_router(tokens.router)
     app.include_router(audit.router)
+    app.include_router(tickets.router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], openapi_extra=x_access("public"))
     def healthz(session: SessionDep) -> HealthOut:

@@ -32,7 +32,7 @@ polls ``models.users.credential_is_live`` every few seconds, stopping when it tu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -40,15 +40,18 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.live import TicketFeed
 from api.settings import ApiSettings
 from api.tokens import decode_access_token
 from models.access import AccessScope, load_scope, visible_camera
 from models.apitokens import API_TOKEN_PREFIX, TokenScope, resolve_api_token
 from models.audit import record_access, record_event
+from models.bus import Bus
 from models.domain import Camera, Role, User
-from models.errors import AccessDenied, AuthError, NotFound
+from models.errors import AccessDenied, AuthError, NotFound, Unavailable
 from models.throttle import LoginThrottle
-from models.users import Credential
+from models.tickets import TicketDesk
+from models.users import Credential, credential_is_live
 
 #: the values of the ``x-access`` OpenAPI extension (see the module docstring)
 ACCESS_KINDS = frozenset({"public", "authenticated", "camera", "ticket", "configure", "manager", "admin"})
@@ -72,6 +75,12 @@ class AppState:
     session_factory: sessionmaker[Session]
     #: failed-login counts; pass one on a shared store (Redis) when several API processes run
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    #: moves tickets (the same desk the ticketer uses); None when the app serves no tickets
+    desk: TicketDesk | None = None
+    #: where ticket notices are published for live views and other processes
+    bus: Bus | None = None
+    #: fans ticket notices out to server-sent-event streams
+    feed: TicketFeed | None = None
 
 
 def get_state(request: Request) -> AppState:
@@ -197,3 +206,41 @@ def get_configurable_camera(camera_id: int, request: Request, session: SessionDe
 
 
 ConfigurableCamera = Annotated[Camera, Depends(get_configurable_camera)]
+
+
+def get_desk(state: StateDep) -> TicketDesk:
+    if state.desk is None:
+        raise Unavailable("tickets are not served by this process")
+    return state.desk
+
+
+DeskDep = Annotated[TicketDesk, Depends(get_desk)]
+
+
+def get_bus(state: StateDep) -> Bus | None:
+    return state.bus
+
+
+BusDep = Annotated[Bus | None, Depends(get_bus)]
+
+
+def get_feed(state: StateDep) -> TicketFeed:
+    if state.feed is None:
+        raise Unavailable("the live ticket feed is not served by this process")
+    return state.feed
+
+
+FeedDep = Annotated[TicketFeed, Depends(get_feed)]
+
+
+def get_liveness_check(state: StateDep, credential: CredentialDep) -> Callable[[], bool]:
+    """For streams: a check, run every few seconds, that the caller's credential still holds."""
+
+    def still_allowed() -> bool:
+        with state.session_factory() as session:
+            return credential_is_live(session, credential)
+
+    return still_allowed
+
+
+CredentialLive = Annotated[Callable[[], bool], Depends(get_liveness_check)]

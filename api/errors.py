@@ -10,7 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.errors import AccessDenied, AuthError, Conflict, GridPatrolError, NotFound, ValidationError
+from models.errors import (
+    AccessDenied,
+    AuthError,
+    Conflict,
+    GridPatrolError,
+    NotFound,
+    Unavailable,
+    ValidationError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +28,7 @@ _STATUS: list[tuple[type[GridPatrolError], int, str]] = [
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
     (ValidationError, 422, "invalid"),
+    (Unavailable, 503, "unavailable"),
 ]
 
 

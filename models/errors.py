@@ -42,6 +42,10 @@ class AccessDenied(GridPatrolError):
     """The caller is known but may not do this (a role or scope refusal)."""
 
 
+class Unavailable(GridPatrolError):
+    """A service or part needed for this request is not available here or right now."""
+
+
 class AuthError(GridPatrolError):
     """The caller could not be authenticated."""
 

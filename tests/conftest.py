@@ -11,10 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import ApiSettings
+from models.bus import MemoryBus
 from models.cameraimport import parse_camera_file, register_cameras
 from models.db import make_engine, make_session_factory, transaction
 from models.domain import Role
+from models.evidence import FileEvidenceStore
 from models.gridimport import import_grids
+from models.tickets import TicketDesk, TicketSettings
 from models.users import add_user
 from tests.support import sample
 from tests.support.databases import (
@@ -81,8 +84,23 @@ def seeded(session_factory: sessionmaker[Session], tmp_path: Path) -> sessionmak
 
 
 @pytest.fixture
-def client(seeded: sessionmaker[Session]) -> Iterator[TestClient]:
-    app = create_app(ApiSettings(secret_key=TEST_SECRET), session_factory=seeded)
+def evidence_store(tmp_path: Path) -> FileEvidenceStore:
+    return FileEvidenceStore(tmp_path / "evidence")
+
+
+@pytest.fixture
+def desk(evidence_store: FileEvidenceStore) -> TicketDesk:
+    return TicketDesk(TicketSettings(), evidence=evidence_store)
+
+
+@pytest.fixture
+def memory_bus() -> MemoryBus:
+    return MemoryBus()
+
+
+@pytest.fixture
+def client(seeded: sessionmaker[Session], desk: TicketDesk, memory_bus: MemoryBus) -> Iterator[TestClient]:
+    app = create_app(ApiSettings(secret_key=TEST_SECRET), session_factory=seeded, desk=desk, bus=memory_bus)
     with TestClient(app) as c:
         yield c
 
