@@ -62,29 +62,37 @@ class BodySizeLimit:
                 return
 
         received = 0
+        over = False
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, over
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    over = True
                     raise _BodyOverLimit
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if over:
+                # the framework may turn the aborted read into its own answer (FastAPI: 400): ours wins
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _answer(send, 413, _too_large(limit, what))
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except _BodyOverLimit:
-            if started:
-                raise
-            await _answer(send, 413, _too_large(limit, what))
+            if not started:
+                started = True
+                await _answer(send, 413, _too_large(limit, what))
 
 
 async def _answer(send: Send, status: int, body: bytes) -> None:
