@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -17,8 +18,8 @@ from api.deps import AppState, SessionDep, x_access
 from api.errors import install_error_handlers
 from api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOAD_BYTES, BodySizeLimit, install_limit_handler
 from api.live import TicketFeed
-from api.routes import admin, audit, auth, cameras, grants, grids, tickets, tokens
-from api.schemas import HealthOut
+from api.routes import admin, audit, auth, cameras, grants, grids, tickets, tokens, zones
+from api.schemas import ErrorOut, HealthOut
 from api.settings import ApiSettings
 from api.throttle import install_throttle_handler
 from models.bus import Bus
@@ -44,6 +45,19 @@ DOCS_CSP = (
     "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+#: every error answer has the same body (api/errors.py): documented once, for every route
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in [
+        (401, "Not authenticated"),
+        (403, "Known to the caller but not allowed to them"),
+        (404, "Not found, or not visible to the caller"),
+        (409, "Conflicts with the current state"),
+        (413, "Request body or upload over the limit"),
+        (422, "Invalid input: the field and the reason"),
+        (429, "Too many attempts: see Retry-After"),
+    ]
+}
 
 
 def create_app(
@@ -76,6 +90,7 @@ def create_app(
         description="网格视频巡查 — video-surveillance grid patrol: cameras, detections and grid tickets",
         version="0.1.0",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.gridpatrol = AppState(
         settings=settings,
@@ -117,6 +132,7 @@ def create_app(
     app.include_router(tokens.router)
     app.include_router(audit.router)
     app.include_router(tickets.router)
+    app.include_router(zones.router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], openapi_extra=x_access("public"))
     def healthz(session: SessionDep) -> HealthOut:

@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 from models.errors import ConfigError
 from models.settings import PartSettings
 
-DEFAULT_SECRET = "change-me-gridpatrol-dev-secret"
+DEFAULT_SECRET = "change-me-gridpatrol-development-secret-key"
 
 
 class ApiSettings(PartSettings):

@@ -2,51 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from gridpatrol.cli_common import fail, load_settings, open_db
+from gridpatrol.cli_media import register_media_commands
 from gridpatrol.settings import Settings
 from models.cameraimport import parse_camera_file, register_cameras
-from models.db import make_engine, make_session_factory, transaction, upgrade
+from models.db import transaction
+from models.domain import Camera
 from models.errors import GridPatrolError
 from models.gridimport import import_grids
+from models.messages import CONFIG_CHANGES, ConfigChange
 from models.users import add_user, parse_role
+from models.zones import current_zones, save_zones
 
 app = typer.Typer(help="GridPatrol 网格视频巡查: video-surveillance grid patrol.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 grids_app = typer.Typer(help="The grid tree (district > street > community > grid).", no_args_is_help=True)
 cameras_app = typer.Typer(help="Cameras.", no_args_is_help=True)
 users_app = typer.Typer(help="Users and their grids.", no_args_is_help=True)
+zones_app = typer.Typer(help="Detection zones of a camera.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(grids_app, name="grids")
 app.add_typer(cameras_app, name="cameras")
 app.add_typer(users_app, name="users")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(code)
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except (PydanticValidationError, GridPatrolError) as err:
-        fail(f"settings: {err}")
-
-
-def open_db(settings: Settings, *, migrate: bool = True) -> sessionmaker[Session]:
-    engine = make_engine(settings.storage.resolved_database_url())
-    if migrate:
-        upgrade(engine)
-    return make_session_factory(engine)
+app.add_typer(zones_app, name="zones")
 
 
 @db_app.command("upgrade")
@@ -130,19 +119,74 @@ def users_add(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    worker: Annotated[bool, typer.Option(help="Run a camera worker in this process")] = True,
+    ticketer: Annotated[bool, typer.Option(help="Run the ticketer in this process")] = True,
 ) -> None:
-    """Run GridPatrol in one process (embedded: SQLite by default, in-process bus)."""
+    """Run GridPatrol in one process: API, ticketer and a camera worker (SQLite and an in-process bus
+    by default; PostgreSQL/Redis when configured)."""
+    run_everything(load_settings(), host=host, port=port, with_worker=worker, with_ticketer=ticketer)
+
+
+def run_everything(settings: Settings, *, host: str, port: int, with_worker: bool, with_ticketer: bool) -> None:
     import uvicorn
 
     from api.app import create_app
+    from gridpatrol.runtime import Runtime
+
+    try:
+        runtime = Runtime.build(settings)
+    except GridPatrolError as err:
+        fail(str(err))
+    cam_worker = None
+    try:
+        if with_ticketer:
+            runtime.start_ticketer()
+        if with_worker:
+            try:
+                cam_worker = runtime.start_worker()
+            except GridPatrolError as err:
+                fail(f"worker: {err}")
+        api = create_app(settings.api, session_factory=runtime.factory, desk=runtime.desk, bus=runtime.bus)
+        uvicorn.run(api, host=host, port=port, log_level="info")
+    finally:
+        if cam_worker is not None:
+            cam_worker.stop()
+        runtime.close()
+
+
+@app.command("worker")
+def worker_cmd(
+    capacity: Annotated[int | None, typer.Option(help="Most cameras this worker reads (default from settings)")] = None,
+) -> None:
+    """Read cameras (claimed through leases), run the detectors and publish rule events."""
+    from gridpatrol.runtime import Runtime, stop_on_signals
 
     settings = load_settings()
     try:
-        factory = open_db(settings)
+        runtime = Runtime.build(settings)
+        w = runtime.start_worker(capacity=capacity)
     except GridPatrolError as err:
         fail(str(err))
-    api = create_app(settings.api, session_factory=factory)
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    with stop_on_signals(runtime.stop):
+        runtime.stop.wait()
+    w.stop()
+    runtime.close()
+
+
+@app.command("ticketer")
+def ticketer_cmd() -> None:
+    """Turn rule events into tickets; escalate and verify on time. Run one or more."""
+    from gridpatrol.runtime import Runtime, stop_on_signals
+
+    settings = load_settings()
+    try:
+        runtime = Runtime.build(settings)
+    except GridPatrolError as err:
+        fail(str(err))
+    with stop_on_signals(runtime.stop):
+        runtime.start_ticketer()
+        runtime.stop.wait()
+    runtime.close()
 
 
 @app.command()
@@ -150,28 +194,86 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
-    """Run the embedded service on a demo district with cameras and users (data under <data dir>/demo)."""
-    import uvicorn
-
-    from api.app import create_app
-    from gridpatrol.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
+    """Run everything on a demo district with simulated cameras and users (data under <data dir>/demo)."""
+    from gridpatrol.demo import DEMO_PASSWORD, DEMO_USERS, prepare_demo
 
     settings = load_settings()
     demo_dir = settings.storage.data_dir / "demo"
     storage = settings.storage.model_copy(
-        update={"data_dir": demo_dir, "database_url": f"sqlite:///{(demo_dir / 'gridpatrol.db').resolve()}"}
+        update={"data_dir": demo_dir, "database_url": f"sqlite:///{(demo_dir / 'gridpatrol.db').resolve()}", "redis_url": None}
     )
-    settings = Settings(storage=storage, api=settings.api)
+    settings = dataclasses.replace(settings, storage=storage)
     try:
-        factory = open_db(settings)
-        with transaction(factory) as session:
-            seed_demo(session, stream_base="rtsp://127.0.0.1:8554")
+        with transaction(open_db(settings)) as session:
+            prepare_demo(session, demo_dir)
     except GridPatrolError as err:
         fail(str(err))
-    print(f"GridPatrol demo on http://{host}:{port}/docs  (data: {demo_dir})")
+    print(f"GridPatrol demo: http://{host}:{port}/  (API docs: /docs; data: {demo_dir})")
     print(f"users (password '{DEMO_PASSWORD}'): " + ", ".join(f"{u.username} ({u.role.value})" for u in DEMO_USERS))
-    api = create_app(settings.api, session_factory=factory)
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    run_everything(settings, host=host, port=port, with_worker=True, with_ticketer=True)
+
+
+# --- zones ---------------------------------------------------------------------------------------------
+def find_camera(session: Session, ref: str) -> Camera:
+    """A camera by id or by name."""
+    cam = session.scalar(select(Camera).where(Camera.name == ref))
+    if cam is None and ref.isdigit():
+        cam = session.get(Camera, int(ref))
+    if cam is None:
+        fail(f"no camera named or numbered {ref!r}")
+    return cam
+
+
+@zones_app.command("set")
+def zones_set(
+    camera: Annotated[str, typer.Argument(help="Camera name or id")],
+    file: Annotated[Path, typer.Argument(help='Zones JSON: {"zones": [{"name", "kind", "polygon", "dwell_s", ...}]}')],
+) -> None:
+    """Replace a camera's detection zones (a new version; running workers apply it within seconds)."""
+    settings = load_settings()
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as err:
+        fail(f"{file}: {err.strerror}")
+    except json.JSONDecodeError as err:
+        fail(f"{file}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})")
+    try:
+        with transaction(open_db(settings)) as session:
+            cam = find_camera(session, camera)
+            saved = save_zones(session, cam.id, doc, author=None, channel="cli")
+            cam_id, name = cam.id, cam.name
+    except GridPatrolError as err:
+        fail(f"{file}: {err}")
+    announce(settings, ConfigChange(kind="zones", camera_id=cam_id, version=saved.version))
+    print(f"camera {name}: zones version {saved.version} ({len(saved.document['zones'])} zones)")
+
+
+@zones_app.command("get")
+def zones_get(camera: Annotated[str, typer.Argument(help="Camera name or id")]) -> None:
+    """Print a camera's current zones as JSON (the format ``zones set`` reads)."""
+    settings = load_settings()
+    with open_db(settings)() as session:
+        cam = find_camera(session, camera)
+        current = current_zones(session, cam.id)
+    print(json.dumps({"version": current.version, **current.document}, ensure_ascii=False, indent=2))
+
+
+def announce(settings: Settings, change: ConfigChange) -> None:
+    """Tell running workers at once when they share a Redis bus (otherwise they poll)."""
+    if not settings.storage.redis_url:
+        return
+    from models.bus import RedisBus
+
+    bus = RedisBus(settings.storage.redis_url)
+    try:
+        bus.publish(CONFIG_CHANGES, [change])
+    except GridPatrolError as err:
+        print(f"warning: workers were not notified ({err}); they pick the change up within seconds", file=sys.stderr)
+    finally:
+        bus.close()
+
+
+register_media_commands(app, cameras_app)
 
 
 def main() -> None:

@@ -6,15 +6,18 @@ Everything lives under ``<data dir>/demo`` so the demo never touches a real data
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gridpatrol.democlip import LeftObject, write_clip, zones_document
 from models.cameraimport import CameraSpec, register_cameras
-from models.domain import Role, User
+from models.domain import Camera, Role, User
 from models.gridimport import import_grids
 from models.users import add_user
+from models.zones import save_zones
 
 LON0, LAT0, CELL = 118.70, 32.10, 0.01
 DEMO_PASSWORD = "gridpatrol-demo"
@@ -68,26 +71,35 @@ def demo_tree() -> dict[str, Any]:
     }
 
 
-def demo_cameras(stream_base: str) -> list[CameraSpec]:
-    spots = [
-        ("桥北路口-东", 0.3, 0.5),
-        ("桥北农贸市场", 0.6, 1.2),
-        ("浦珠路消防通道", 1.4, 0.4),
-        ("南浦广场", 2.8, 1.0),
-        ("南浦小区北门", 3.5, 1.6),
-    ]
-    return [
-        CameraSpec(name=name, url=f"{stream_base}/cam{i}", lon=LON0 + dx * CELL, lat=LAT0 + dy * CELL)
-        for i, (name, dx, dy) in enumerate(spots, start=1)
-    ]
+#: name, position in grid cells from the district's corner, when a cart is left in the fire lane (s)
+DEMO_SPOTS = [
+    ("桥北路口-东", 0.3, 0.5, (12.0, 70.0)),
+    ("桥北农贸市场", 0.6, 1.2, None),
+    ("浦珠路消防通道", 1.4, 0.4, (25.0, 95.0)),
+    ("南浦广场", 2.8, 1.0, None),
+    ("南浦小区北门", 3.5, 1.6, (40.0, 100.0)),
+]
 
 
-def seed_demo(session: Session, *, stream_base: str) -> bool:
-    """Load the demo data once; returns False when it was already there."""
+def demo_cameras(clips_dir: Path) -> list[CameraSpec]:
+    """Simulated cameras: generated street clips played in real time, in a loop, as camera streams."""
+    specs = []
+    for i, (name, dx, dy, left) in enumerate(DEMO_SPOTS, start=1):
+        clip = clips_dir / f"cam{i}.mp4"
+        if not clip.is_file():
+            write_clip(clip, seconds=120, left=LeftObject(*left) if left else None)
+        specs.append(CameraSpec(name=name, url=f"file://{clip.resolve()}", lon=LON0 + dx * CELL, lat=LAT0 + dy * CELL))
+    return specs
+
+
+def prepare_demo(session: Session, demo_dir: Path) -> bool:
+    """Load the demo data once (cameras, zones, users); returns False when it was already there."""
     if session.scalar(select(User.id).where(User.username == "admin")) is not None:
         return False
     import_grids(session, demo_tree())
-    register_cameras(session, demo_cameras(stream_base))
+    register_cameras(session, demo_cameras(demo_dir / "clips"))
+    for cam in session.scalars(select(Camera)):
+        save_zones(session, cam.id, zones_document(dwell_s=8), author=None, channel="cli")
     for u in DEMO_USERS:
         add_user(
             session,

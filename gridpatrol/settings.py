@@ -3,16 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from api.settings import ApiSettings
+from ingest.settings import IngestSettings
+from models.settings import PartSettings
 from models.storage_settings import StorageSettings
+from models.tickets import TicketSettings
+
+
+class WorkerSettings(PartSettings):
+    detector_backend: Literal["classic", "onnx", "yolo"] = Field(
+        default="classic", description="Detector back-end of the workers (classic needs no weights)"
+    )
+    detector_model: str | None = Field(
+        default=None, description="onnx: a stored model name or .onnx path; yolo: the .pt weights path"
+    )
+    models_dir: Path | None = Field(default=None, description="Where imported models live (default <data dir>/models)")
 
 
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
     api: ApiSettings
+    ingest: IngestSettings
+    tickets: TicketSettings
+    worker: WorkerSettings
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(storage=StorageSettings(), api=ApiSettings())
+        return cls(
+            storage=StorageSettings(),
+            api=ApiSettings(),
+            ingest=IngestSettings(),
+            tickets=TicketSettings(),
+            worker=WorkerSettings(),
+        )
+
+    @property
+    def models_dir(self) -> Path:
+        return self.worker.models_dir or self.storage.data_dir / "models"

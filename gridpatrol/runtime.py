@@ -1,0 +1,120 @@
+"""Building and running the processes: ``serve`` (everything in one process), ``worker``, ``ticketer``.
+
+Each process builds its collaborators here from ``Settings`` and passes them down; nothing reads a
+global. Embedded mode (no ``GRIDPATROL_REDIS_URL``) shares one in-process bus and lease store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridpatrol.settings import Settings
+from gridpatrol.ticketer import Ticketer, run_webhooks
+from models.bus import Bus, make_bus
+from models.db import make_engine, make_session_factory, upgrade
+from models.evidence import FileEvidenceStore
+from models.tickets import TicketDesk
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    bus: Bus
+    evidence: FileEvidenceStore
+    desk: TicketDesk
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        engine = make_engine(settings.storage.resolved_database_url())
+        if migrate:
+            upgrade(engine)
+        evidence = FileEvidenceStore(settings.storage.data_dir / "evidence")
+        return cls(
+            settings=settings,
+            engine=engine,
+            factory=make_session_factory(engine),
+            bus=make_bus(settings.storage.redis_url),
+            evidence=evidence,
+            desk=TicketDesk(settings.tickets, evidence=evidence),
+        )
+
+    def spawn(self, name: str, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self.threads.append(thread)
+
+    def start_ticketer(self) -> Ticketer:
+        ticketer = Ticketer(
+            bus=self.bus, session_factory=self.factory, desk=self.desk, evidence=self.evidence, consumer=process_name("ticketer")
+        )
+        self.spawn("ticketer", ticketer.run, self.stop)
+        if self.settings.tickets.webhook_urls:
+            self.spawn("webhooks", lambda: run_webhooks(self.factory, secret=self.settings.tickets.webhook_secret, stop=self.stop))
+        return ticketer
+
+    def start_worker(self, *, capacity: int | None = None):  # type: ignore[no-untyped-def]
+        from gridpatrol.analyze import backend_config
+        from gridpatrol.worker import Worker
+        from ingest.leases import MemoryLeaseStore, RedisLeaseStore
+
+        ingest = self.settings.ingest
+        if capacity is not None:
+            ingest = ingest.model_copy(update={"worker_capacity": capacity})
+        url = self.settings.storage.redis_url
+        leases = RedisLeaseStore.from_url(url, prefix=ingest.lease_prefix) if url else MemoryLeaseStore()
+        backend = backend_config(self.settings.worker.detector_backend, self.settings.worker.detector_model, models_dir=self.settings.models_dir)
+        worker = Worker(
+            worker_id=process_name("worker"),
+            session_factory=self.factory,
+            bus=self.bus,
+            leases=leases,
+            evidence=self.evidence,
+            backend=backend,
+            ingest=ingest,
+        )
+        return worker.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=10)
+        self.bus.close()
+        self.engine.dispose()
+
+
+def process_name(role: str) -> str:
+    return f"{role}-{socket.gethostname()}-{os.getpid()}"
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` so the process shuts down cleanly (leases released, batches acked)."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, _frame: object) -> None:
+        logger.info("signal %d: stopping", signum)
+        stop.set()
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -1,0 +1,236 @@
+"""The worker: cameras it holds leases on → sampled frames → detector pipeline → rule events on the bus.
+
+Frames never leave this process: a confirmed event's annotated frame is written to the evidence store
+and only its key travels. Camera and zone changes arrive as config-change messages and, as a safety
+net (a CLI change in another process, a lost message), by polling the database every few seconds.
+Publishing survives a bus outage: events wait in a bounded outbox and are sent when the bus is back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from detectors.backends import BackendConfigBase, Detector, build_detector
+from detectors.pipeline import Pipeline
+from detectors.rules import RuleEvent as DetectorEvent
+from ingest.leases import LeaseStore
+from ingest.reader import StreamOptions
+from ingest.settings import IngestSettings
+from ingest.supervisor import CameraSpec, CameraSupervisor
+from models.bus import Bus
+from models.domain import Camera
+from models.errors import BusError, GridPatrolError
+from models.evidence import EvidenceStore
+from models.messages import CONFIG_CHANGES, RULE_EVENTS, ConfigChange, RuleEvent
+from models.zones import current_zones, zone_versions
+from models.zonespec import parse_zones
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_LIMIT = 10_000
+
+
+@dataclass
+class _Camera:
+    spec: CameraSpec
+    zones_version: int
+    pipeline: Pipeline | None  # None while the camera has no rule zones: nothing to analyse
+
+
+def to_message(camera_id: int, ev: DetectorEvent, *, evidence_key: str | None) -> RuleEvent:
+    """A detector rule event (times in epoch seconds) as the versioned bus message."""
+    details: dict[str, Any] = dict(ev.details)
+    count = int(details.get("people", details.get("objects", 0)) or 0)
+    score = float(details.get("coverage", details.get("density", 0.0)) or 0.0)
+    return RuleEvent(
+        event_id=f"{camera_id}:{ev.zone}:{ev.rule}:{ev.started_t:.3f}:{ev.type}:{ev.t:.3f}",
+        type=ev.type,
+        camera_id=camera_id,
+        zone=ev.zone,
+        rule=ev.rule,  # type: ignore[arg-type]
+        episode_start=datetime.fromtimestamp(ev.started_t, UTC),
+        at=datetime.fromtimestamp(ev.t, UTC),
+        count=count,
+        score=score,
+        evidence_key=evidence_key,
+    )
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        session_factory: sessionmaker[Session],
+        bus: Bus,
+        leases: LeaseStore,
+        evidence: EvidenceStore,
+        backend: BackendConfigBase,
+        ingest: IngestSettings,
+        poll_s: float = 5.0,
+        detector: Detector | None = None,
+    ) -> None:
+        self.worker_id = worker_id
+        self.factory, self.bus, self.evidence, self.ingest = session_factory, bus, evidence, ingest
+        self.poll_s = poll_s
+        self.detector = detector or build_detector(backend)
+        self.cameras: dict[str, _Camera] = {}
+        self.events_published = 0
+        self._outbox: deque[RuleEvent] = deque(maxlen=OUTBOX_LIMIT)
+        self._lock = threading.Lock()  # the detector and pipelines are used by one frame at a time
+        self._outbox_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.supervisor = CameraSupervisor(
+            worker_id=worker_id,
+            leases=leases,
+            on_frame=self.on_frame,
+            capacity=ingest.worker_capacity,
+            lease_ttl_s=ingest.lease_ttl_s,
+            stagger_s=ingest.connect_stagger_s,
+        )
+        self._thread = threading.Thread(target=self._control, name=f"worker-control-{worker_id}", daemon=True)
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> Worker:
+        self.refresh()
+        self.supervisor.start()
+        self._thread.start()
+        logger.info("worker %s: started with %d cameras known", self.worker_id, len(self.cameras))
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.supervisor.stop()
+        self._flush_outbox()
+        self.detector.close()
+
+    # --- configuration -----------------------------------------------------------------------------------
+    def refresh(self, only_camera: int | None = None) -> None:
+        """Re-read enabled cameras and their zone versions; rebuild the pipelines that changed."""
+        with self.factory() as session:
+            stmt = select(Camera.id, Camera.url).where(Camera.enabled.is_(True))
+            if only_camera is not None:
+                stmt = stmt.where(Camera.id == only_camera)
+            rows = list(session.execute(stmt))
+            versions = zone_versions(session)
+            docs = {
+                cid: current_zones(session, cid).document
+                for cid, _ in rows
+                if versions.get(cid, 0) != (self.cameras[str(cid)].zones_version if str(cid) in self.cameras else -1)
+            }
+        specs = {}
+        for cid, url in rows:
+            key = str(cid)
+            spec = CameraSpec(key, url, stream=self._stream_options(url), sampling=self.ingest.sampling_options())
+            specs[key] = spec
+            known = self.cameras.get(key)
+            version = versions.get(cid, 0)
+            with self._lock:
+                if known is None or cid in docs:
+                    self.cameras[key] = _Camera(spec, version, self._pipeline(key, docs.get(cid)))
+                    if known is not None:
+                        logger.info("worker %s: camera %s zones now version %d", self.worker_id, key, version)
+                else:
+                    known.spec = spec
+        if only_camera is None:
+            with self._lock:
+                for gone in set(self.cameras) - set(specs):
+                    del self.cameras[gone]
+                    self.detector.forget(gone)
+            self.supervisor.set_cameras(specs.values())
+        else:
+            for spec in specs.values():
+                self.supervisor.upsert(spec)
+
+    def _stream_options(self, url: str) -> StreamOptions:
+        options = self.ingest.stream_options()
+        if url.startswith("file:") or "://" not in url:
+            # a recorded clip registered as a camera (demo, replay): play it in real time, forever
+            options = dataclasses.replace(options, loop=True, realtime=True)
+        return options
+
+    def _pipeline(self, camera_id: str, document: dict[str, Any] | None) -> Pipeline | None:
+        if not document or not document.get("zones"):
+            return None
+        try:
+            zones = parse_zones(document)
+        except GridPatrolError as err:  # stored documents were validated; a newer schema may disagree
+            logger.error("camera %s: zones cannot be used: %s", camera_id, err)
+            return None
+        if not any(z.kind != "mask" for z in zones.zones):
+            return None
+        self.detector.forget(camera_id)
+        # frame times are epoch seconds: the epoch makes evidence show the wall-clock time
+        return Pipeline(zones, self.detector, stream=camera_id, epoch=datetime.fromtimestamp(0, UTC))
+
+    def _control(self) -> None:
+        cursor: str | None = None
+        next_poll = time.monotonic() + self.poll_s
+        while not self._stop.is_set():
+            try:
+                cursor, deliveries = self.bus.read_broadcast(CONFIG_CHANGES, after=cursor, block_ms=500)
+                for d in deliveries:
+                    if isinstance(d.message, ConfigChange):
+                        self.refresh(d.message.camera_id if d.message.kind != "cameras" else None)
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.poll_s
+                    self.refresh()
+                self._flush_outbox()
+            except Exception:  # keep controlling cameras through database or bus hiccups
+                logger.exception("worker %s: control loop error", self.worker_id)
+                self._stop.wait(1.0)
+
+    # --- frames ------------------------------------------------------------------------------------------
+    def on_frame(self, camera_id: str, frame_bgr: np.ndarray, capture_ts: float, stream_ts: float | None) -> None:
+        with self._lock:
+            cam = self.cameras.get(camera_id)
+            if cam is None or cam.pipeline is None:
+                return
+            try:
+                events = cam.pipeline.process(frame_bgr, capture_ts)
+            except Exception:
+                logger.exception("camera %s: detection failed on a frame", camera_id)
+                return
+        if events:
+            self._emit(int(camera_id), events)
+
+    def _emit(self, camera_id: int, events: list[DetectorEvent]) -> None:
+        messages = []
+        for ev in events:
+            key = None
+            jpeg = ev.evidence_jpeg() if ev.type != "updated" or ev.evidence is not None else None
+            if jpeg:
+                key = self.evidence.put(jpeg, prefix=f"cam-{camera_id}", at=datetime.fromtimestamp(ev.t, UTC))
+            messages.append(to_message(camera_id, ev, evidence_key=key))
+            logger.info("camera %s: %s %s in zone %s", camera_id, ev.rule, ev.type, ev.zone)
+        with self._outbox_lock:
+            self._outbox.extend(messages)
+        self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        with self._outbox_lock:
+            while self._outbox:
+                batch = list(self._outbox)
+                try:
+                    self.bus.publish(RULE_EVENTS, batch)
+                except BusError as err:
+                    logger.warning("worker %s: bus unavailable (%s); %d events wait", self.worker_id, err, len(batch))
+                    return
+                for _ in batch:
+                    self._outbox.popleft()
+                self.events_published += len(batch)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        return self.supervisor.health_snapshot()
