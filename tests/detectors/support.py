@@ -11,7 +11,7 @@ import numpy as np
 from detectors.detections import Detections
 from tests.support.require import require
 
-BOX = (300, 450, 390, 510)
+BOX = (300, 450, 390, 510)  # on the grass in the walkers' path, vtest.avi pixels
 W, H = 768, 576
 LANE = {  # a fire lane around the spot where the object is left
     "name": "east lane", "kind": "fire_lane", "dwell_s": 10, "clear_s": 3, "coverage": 0.1,
