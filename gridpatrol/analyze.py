@@ -82,15 +82,19 @@ def run_analyze(
     model: str | None = None,
     fps: float = 2.0,
     json_out: bool = False,
+    models_dir: Path | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Analyse ``clip_path`` and write its rule events; returns the exit code (0 ok, 2 bad input)."""
+    """Analyse ``clip_path`` and write its rule events; returns the exit code (0 ok, 2 bad input).
+
+    ``models_dir`` is where ``--model NAME`` is looked up (pass the settings' models folder).
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     try:
         zones = load_zones(zones_path)
-        config = backend_config(backend, model)
+        config = backend_config(backend, model, models_dir=models_dir)
         count = 0
         for event in analyze_frames(sample_clip(clip_path, fps=fps), zones, config):
             count += 1
