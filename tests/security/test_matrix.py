@@ -173,6 +173,15 @@ CASES: dict[str, Case] = {
         lambda c: {"json": {"current_password": sample.PASSWORD, "new_password": "another-horse-10"}}, fresh_caller=True
     ),
     "PATCH /api/cameras/{camera_id}": Case(lambda c: {"json": {"enabled": True}}),
+    "PUT /api/cameras/{camera_id}/zones": Case(
+        lambda c: {
+            "json": {
+                "zones": [
+                    {"name": "lane", "kind": "fire_lane", "polygon": [[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]]}
+                ]
+            }
+        }
+    ),
     "POST /api/admin/users": Case(
         lambda c: {
             "json": {
