@@ -264,7 +264,7 @@ def announce(settings: Settings, change: ConfigChange) -> None:
         return
     from models.bus import RedisBus
 
-    bus = RedisBus(settings.storage.redis_url)
+    bus = RedisBus(settings.storage.redis_url, namespace=settings.storage.bus_namespace)
     try:
         bus.publish(CONFIG_CHANGES, [change])
     except GridPatrolError as err:

@@ -111,7 +111,8 @@ def register_media_commands(app: typer.Typer, cameras_app: typer.Typer) -> None:
 
         if not clip.is_file():
             fail(f"{clip}: no such file")
-        code = run_analyze(clip, zones, backend=backend, model=model, fps=fps, json_out=as_json)
+        settings = load_settings()
+        code = run_analyze(clip, zones, backend=backend, model=model, fps=fps, json_out=as_json, models_dir=settings.models_dir)
         if code:
             raise typer.Exit(code)
 

@@ -49,7 +49,7 @@ class Runtime:
             settings=settings,
             engine=engine,
             factory=make_session_factory(engine),
-            bus=make_bus(settings.storage.redis_url),
+            bus=make_bus(settings.storage.redis_url, namespace=settings.storage.bus_namespace),
             evidence=evidence,
             desk=TicketDesk(settings.tickets, evidence=evidence),
         )
@@ -60,8 +60,16 @@ class Runtime:
         self.threads.append(thread)
 
     def start_ticketer(self) -> Ticketer:
+        conf = self.settings.ticketer
         ticketer = Ticketer(
-            bus=self.bus, session_factory=self.factory, desk=self.desk, evidence=self.evidence, consumer=process_name("ticketer")
+            bus=self.bus,
+            session_factory=self.factory,
+            desk=self.desk,
+            evidence=self.evidence,
+            consumer=process_name("ticketer"),
+            batch=conf.ticketer_batch,
+            stale_ms=conf.ticketer_stale_ms,
+            sweep_every_s=conf.ticketer_sweep_s,
         )
         self.spawn("ticketer", ticketer.run, self.stop)
         if self.settings.tickets.webhook_urls:

@@ -25,6 +25,14 @@ class WorkerSettings(PartSettings):
     models_dir: Path | None = Field(default=None, description="Where imported models live (default <data dir>/models)")
 
 
+class TicketerSettings(PartSettings):
+    ticketer_batch: int = Field(default=500, ge=1, le=10_000, description="Rule events handled per transaction")
+    ticketer_stale_ms: int = Field(
+        default=15_000, ge=100, description="Events a dead ticketer left unacknowledged this long are taken over"
+    )
+    ticketer_sweep_s: float = Field(default=2.0, gt=0, description="How often deadlines and verification are checked")
+
+
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
@@ -32,6 +40,7 @@ class Settings:
     ingest: IngestSettings
     tickets: TicketSettings
     worker: WorkerSettings
+    ticketer: TicketerSettings
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,6 +50,7 @@ class Settings:
             ingest=IngestSettings(),
             tickets=TicketSettings(),
             worker=WorkerSettings(),
+            ticketer=TicketerSettings(),
         )
 
     @property

@@ -170,9 +170,13 @@ class MemoryBus:
 class RedisBus:
     """Redis Streams: XADD (pipelined, MAXLEN ~), XREADGROUP, XACK, XAUTOCLAIM."""
 
-    def __init__(self, url: str, *, maxlen: int = DEFAULT_MAXLEN, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self, url: str, *, maxlen: int = DEFAULT_MAXLEN, namespace: str = "", client: redis.Redis | None = None
+    ) -> None:
         self._client = client or redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
         self._maxlen = maxlen
+        #: prefixed to every stream key: several installations (or test runs) can share one Redis
+        self._ns = namespace
         self._groups_ready: set[tuple[str, str]] = set()
 
     @staticmethod
@@ -182,6 +186,7 @@ class RedisBus:
     def publish(self, topic: str, messages: Sequence[AnyMessage]) -> list[str]:
         if not messages:
             return []
+        topic = self._ns + topic
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for m in messages:
@@ -217,6 +222,7 @@ class RedisBus:
     def consume(
         self, topic: str, *, group: str, consumer: str, count: int = 100, block_ms: int = 1000
     ) -> list[Delivery]:
+        topic = self._ns + topic
         try:
             self._ensure_group(topic, group)
             try:
@@ -240,13 +246,14 @@ class RedisBus:
         if not ids:
             return
         try:
-            self._client.xack(topic, group, *ids)
+            self._client.xack(self._ns + topic, group, *ids)
         except redis.RedisError as err:
             raise self._translate(err) from err
 
     def claim_stale(
         self, topic: str, *, group: str, consumer: str, min_idle_ms: int, count: int = 100
     ) -> list[Delivery]:
+        topic = self._ns + topic
         try:
             self._ensure_group(topic, group)
             claimed: Any = self._client.xautoclaim(topic, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count)
@@ -273,6 +280,7 @@ class RedisBus:
     def read_broadcast(
         self, topic: str, *, after: str | None, count: int = 100, block_ms: int = 1000
     ) -> tuple[str, list[Delivery]]:
+        topic = self._ns + topic
         cursor = after or "$"
         try:
             reply: Any = self._client.xread({topic: cursor}, count=count, block=block_ms)
@@ -295,6 +303,6 @@ class RedisBus:
         self._client.close()
 
 
-def make_bus(redis_url: str | None) -> Bus:
+def make_bus(redis_url: str | None, *, namespace: str = "") -> Bus:
     """Redis Streams when a URL is configured, else the in-process bus (embedded mode)."""
-    return RedisBus(redis_url) if redis_url else MemoryBus()
+    return RedisBus(redis_url, namespace=namespace) if redis_url else MemoryBus()

@@ -16,6 +16,7 @@ class StorageSettings(PartSettings):
         description="SQLAlchemy or plain postgresql:// URL; default: SQLite file gridpatrol.db under data_dir",
     )
     redis_url: str | None = Field(default=None, description="Redis URL for the bus and leases; unset = in-process")
+    bus_namespace: str = Field(default="", max_length=64, description="Prefix of the bus's Redis keys")
 
     def resolved_database_url(self) -> str:
         if self.database_url:
