@@ -7,16 +7,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.deps import AppState, SessionDep, x_access
+from api.deps import AppState, SessionDep, check_object_ids, x_access
 from api.errors import install_error_handlers
-from api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOAD_BYTES, BodySizeLimit, install_limit_handler
+from api.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    BodySizeLimit,
+    RefuseNul,
+    install_limit_handler,
+)
 from api.live import TicketFeed
 from api.routes import admin, audit, auth, cameras, grants, grids, tickets, tokens, zones
 from api.schemas import ErrorOut, HealthOut
@@ -91,6 +97,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        dependencies=[Depends(check_object_ids)],
     )
     app.state.gridpatrol = AppState(
         settings=settings,
@@ -111,6 +118,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
 
+    app.add_middleware(RefuseNul)
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes)
 
     @app.middleware("http")

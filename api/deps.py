@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,6 +56,26 @@ from models.users import Credential, credential_is_live
 #: the values of the ``x-access`` OpenAPI extension (see the module docstring)
 ACCESS_KINDS = frozenset({"public", "authenticated", "camera", "ticket", "configure", "manager", "admin"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+#: object ids are 32-bit integers in every database: a larger one would be a 500 (driver overflow)
+MAX_OBJECT_ID = 2**31 - 1
+#: a path parameter ``..._id`` with its bound in the schema (the app also guards every route, below)
+ObjectId = Annotated[int, Path(ge=1, le=MAX_OBJECT_ID, description="Object id")]
+
+
+def check_object_ids(request: Request) -> None:
+    """App-wide guard: a path parameter named ``..._id`` outside 1..2^31-1 names nothing, so it is a
+    404 before any query (the database driver would overflow on it), whether or not the route bounds it."""
+    for name, value in request.path_params.items():
+        if not name.endswith("_id"):
+            continue
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            continue  # not a number: the route's own validation answers 422
+        if not 1 <= number <= MAX_OBJECT_ID:
+            raise NotFound(f"{name.removesuffix('_id')} not found")
 
 
 def x_access(kind: str) -> dict[str, str]:
@@ -183,7 +203,7 @@ def get_scope(session: SessionDep, user: CurrentUser) -> AccessScope:
 ScopeDep = Annotated[AccessScope, Depends(get_scope)]
 
 
-def get_configurable_camera(camera_id: int, request: Request, session: SessionDep, scope: ScopeDep) -> Camera:
+def get_configurable_camera(camera_id: ObjectId, request: Request, session: SessionDep, scope: ScopeDep) -> Camera:
     """x-access "configure" on ``{camera_id}``: 404 when the caller may not see the camera (as if it did
     not exist), 403 when they see it but may not change it (grid leaders, managers); both are logged."""
     cam = visible_camera(session, scope, camera_id)

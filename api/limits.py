@@ -1,4 +1,5 @@
-"""Request size limits, enforced before a route reads anything: 413 with the limit in the reason.
+"""Limits on what a request may carry, enforced before a route reads anything: size (413 with the limit
+in the reason) and NUL characters (422).
 
 :class:`BodySizeLimit` is pure ASGI middleware: it refuses a declared ``Content-Length`` over the limit
 at once and counts the bytes of a streamed (chunked) body as they arrive. Multipart uploads get their
@@ -123,3 +124,67 @@ def install_limit_handler(app: FastAPI) -> None:
     @app.exception_handler(PayloadTooLarge)
     async def _too_large_handler(_request: Request, exc: PayloadTooLarge) -> JSONResponse:
         return JSONResponse({"error": "payload_too_large", "detail": str(exc)}, status_code=413)
+
+
+_NUL_PATTERNS = (b"\x00", b"%00", b"\\u0000")
+_NUL_ANSWER = b'{"error":"invalid","detail":"NUL characters are not accepted in a request"}'
+
+
+class RefuseNul:
+    """422 for a NUL character anywhere in the path, query or a non-multipart body (raw, percent-encoded
+    or a JSON escape): no text column can hold one (PostgreSQL refuses it with an error), so it never
+    reaches a route. Multipart bodies carry binary files and are left to the routes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+        if _has_nul(target):
+            await _answer(send, 422, _NUL_ANSWER)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        if headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data"):
+            await self.app(scope, receive, send)
+            return
+
+        tail = b""
+        found = False
+        started = False
+
+        async def scanning_receive() -> Message:
+            nonlocal tail, found
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = tail + message.get("body", b"")
+                if _has_nul(chunk):
+                    found = True
+                    raise _BodyOverLimit
+                tail = chunk[-5:]
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if found:
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _answer(send, 422, _NUL_ANSWER)
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, scanning_receive, guarded_send)
+        except _BodyOverLimit:
+            if not started:
+                started = True
+                await _answer(send, 422, _NUL_ANSWER)
+
+
+def _has_nul(data: bytes) -> bool:
+    lowered = data.lower()
+    return any(p in lowered for p in _NUL_PATTERNS)

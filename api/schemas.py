@@ -141,7 +141,7 @@ class UserGridsIn(Strict):
 
 
 class GrantIn(Strict):
-    camera_id: int = Field(ge=1)
+    camera_id: int = Field(ge=1, le=2**31 - 1)
     grantee: str = Field(min_length=1, max_length=64, description="Username of the grid leader or patroller")
     starts_at: datetime | None = Field(default=None, description="Default: now")
     ends_at: datetime = Field(description="Exclusive end of the window; at most 30 days after the start")

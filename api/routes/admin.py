@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
-from api.deps import AdminUser, SessionDep, remote_addr, x_access
+from api.deps import AdminUser, ObjectId, SessionDep, remote_addr, x_access
 from api.schemas import ErrorOut, UserGridsIn, UserIn, UserOut
 from models.audit import record_change
 from models.domain import User
@@ -72,7 +72,7 @@ def create_user(body: UserIn, request: Request, session: SessionDep, admin: Admi
 
 
 @router.post("/users/{user_id}/disable", response_model=UserOut, openapi_extra=x_access("admin"), responses=_ERRORS)
-def disable_user(user_id: int, request: Request, session: SessionDep, admin: AdminUser) -> UserOut:
+def disable_user(user_id: ObjectId, request: Request, session: SessionDep, admin: AdminUser) -> UserOut:
     """Disable a user: their access and refresh tokens, API tokens and open streams stop at their next check."""
     user = _user(session, user_id)
     if user.id == admin.id:
@@ -87,7 +87,7 @@ def disable_user(user_id: int, request: Request, session: SessionDep, admin: Adm
 
 
 @router.post("/users/{user_id}/enable", response_model=UserOut, openapi_extra=x_access("admin"), responses=_ERRORS)
-def enable_user(user_id: int, request: Request, session: SessionDep, admin: AdminUser) -> UserOut:
+def enable_user(user_id: ObjectId, request: Request, session: SessionDep, admin: AdminUser) -> UserOut:
     user = _user(session, user_id)
     set_enabled(session, user=user, enabled=True)
     record_change(
@@ -99,7 +99,7 @@ def enable_user(user_id: int, request: Request, session: SessionDep, admin: Admi
 
 
 @router.put("/users/{user_id}/grids", response_model=UserOut, openapi_extra=x_access("admin"), responses=_ERRORS)
-def assign_grids(user_id: int, body: UserGridsIn, request: Request, session: SessionDep, admin: AdminUser) -> UserOut:
+def assign_grids(user_id: ObjectId, body: UserGridsIn, request: Request, session: SessionDep, admin: AdminUser) -> UserOut:
     """Replace the grid nodes a user answers for; their scope follows on their next request."""
     user = _user(session, user_id)
     codes = set_assignments(session, user=user, grid_codes=body.grid_codes)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from api.deps import CurrentUser, ManagerUser, ScopeDep, SessionDep, remote_addr, x_access
+from api.deps import CurrentUser, ManagerUser, ObjectId, ScopeDep, SessionDep, remote_addr, x_access
 from api.schemas import ErrorOut, GrantIn, GrantOut
 from models.access import visible_camera
 from models.audit import record_access, record_change
@@ -133,7 +133,7 @@ def list_grants(
 
 
 @router.delete("/grants/{grant_id}", status_code=204, openapi_extra=x_access("manager"), responses=_ERRORS)
-def revoke_grant(grant_id: int, request: Request, session: SessionDep, scope: ScopeDep, user: ManagerUser) -> Response:
+def revoke_grant(grant_id: ObjectId, request: Request, session: SessionDep, scope: ScopeDep, user: ManagerUser) -> Response:
     """End a grant now (it stays in the history). A grant on a camera outside the caller's subtree is 404."""
     grant = session.get(CameraGrant, grant_id)
     if grant is None or visible_camera(session, scope, grant.camera_id) is None:

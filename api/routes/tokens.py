@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
-from api.deps import AdminUser, CredentialDep, CurrentUser, SessionDep, remote_addr, x_access
+from api.deps import AdminUser, CredentialDep, CurrentUser, ObjectId, SessionDep, remote_addr, x_access
 from api.schemas import ApiTokenCreatedOut, ApiTokenIn, ApiTokenOut, ErrorOut
 from models.apitokens import create_api_token, revoke_api_token
 from models.audit import record_change
@@ -70,7 +70,7 @@ def create_my_token(
 
 
 @router.delete("/tokens/{token_id}", status_code=204, openapi_extra=x_access("authenticated"), responses=_ERRORS)
-def revoke_my_token(token_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+def revoke_my_token(token_id: ObjectId, request: Request, session: SessionDep, user: CurrentUser) -> Response:
     row = session.get(ApiToken, token_id)
     if row is None or row.user_id != user.id:
         raise NotFound("token not found")
@@ -94,7 +94,7 @@ def list_all_tokens(
 
 
 @router.delete("/admin/tokens/{token_id}", status_code=204, openapi_extra=x_access("admin"), responses=_ERRORS)
-def revoke_any_token(token_id: int, request: Request, session: SessionDep, admin: AdminUser) -> Response:
+def revoke_any_token(token_id: ObjectId, request: Request, session: SessionDep, admin: AdminUser) -> Response:
     row = session.get(ApiToken, token_id)
     if row is None:
         raise NotFound("token not found")
