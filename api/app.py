@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
@@ -29,6 +31,7 @@ from api.schemas import ErrorOut, HealthOut
 from api.settings import ApiSettings
 from api.throttle import install_throttle_handler
 from models.bus import Bus
+from models.health_board import HealthBoard
 from models.throttle import LoginThrottle
 from models.tickets import TicketDesk
 
@@ -75,6 +78,8 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     desk: TicketDesk | None = None,
     bus: Bus | None = None,
+    health_board: HealthBoard | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> FastAPI:
     """Build the API around collaborators it is given (settings, a session factory, and optionally a
     login throttle on a shared store such as ``models.throttle_redis.RedisThrottleStore``, the ticket
@@ -106,6 +111,7 @@ def create_app(
         desk=desk,
         bus=bus,
         feed=feed,
+        health_board=health_board,
     )
     install_error_handlers(app)
     install_throttle_handler(app)
@@ -141,6 +147,13 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(tickets.router)
     app.include_router(zones.router)
+
+    if metrics is not None:
+
+        @app.get("/metrics", tags=["health"], openapi_extra=x_access("public"), response_class=PlainTextResponse)
+        def prometheus_metrics() -> PlainTextResponse:
+            """Prometheus metrics of this process (camera ids and counters only, no URLs)."""
+            return PlainTextResponse(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], openapi_extra=x_access("public"))
     def healthz(session: SessionDep) -> HealthOut:

@@ -49,6 +49,7 @@ from models.audit import record_access, record_event
 from models.bus import Bus
 from models.domain import Camera, Role, User
 from models.errors import AccessDenied, AuthError, NotFound, Unavailable
+from models.health_board import HealthBoard
 from models.throttle import LoginThrottle
 from models.tickets import TicketDesk
 from models.users import Credential, credential_is_live
@@ -101,6 +102,8 @@ class AppState:
     bus: Bus | None = None
     #: fans ticket notices out to server-sent-event streams
     feed: TicketFeed | None = None
+    #: where workers post camera health
+    health_board: HealthBoard | None = None
 
 
 def get_state(request: Request) -> AppState:

@@ -129,9 +129,11 @@ def serve(
 
 def run_everything(settings: Settings, *, host: str, port: int, with_worker: bool, with_ticketer: bool) -> None:
     import uvicorn
+    from prometheus_client import CollectorRegistry
 
     from api.app import create_app
     from gridpatrol.runtime import Runtime
+    from ingest.health import HealthCollector
 
     try:
         runtime = Runtime.build(settings)
@@ -146,7 +148,17 @@ def run_everything(settings: Settings, *, host: str, port: int, with_worker: boo
                 cam_worker = runtime.start_worker()
             except GridPatrolError as err:
                 fail(f"worker: {err}")
-        api = create_app(settings.api, session_factory=runtime.factory, desk=runtime.desk, bus=runtime.bus)
+        metrics = CollectorRegistry()
+        if cam_worker is not None:
+            HealthCollector(cam_worker.supervisor.health).register(metrics)
+        api = create_app(
+            settings.api,
+            session_factory=runtime.factory,
+            desk=runtime.desk,
+            bus=runtime.bus,
+            health_board=runtime.health_board,
+            metrics=metrics,
+        )
         uvicorn.run(api, host=host, port=port, log_level="info")
     finally:
         if cam_worker is not None:
@@ -157,6 +169,8 @@ def run_everything(settings: Settings, *, host: str, port: int, with_worker: boo
 @app.command("worker")
 def worker_cmd(
     capacity: Annotated[int | None, typer.Option(help="Most cameras this worker reads (default from settings)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port")] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address of the metrics endpoint")] = "127.0.0.1",
 ) -> None:
     """Read cameras (claimed through leases), run the detectors and publish rule events."""
     from gridpatrol.runtime import Runtime, stop_on_signals
@@ -167,6 +181,14 @@ def worker_cmd(
         w = runtime.start_worker(capacity=capacity)
     except GridPatrolError as err:
         fail(str(err))
+    if metrics_port:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from ingest.health import HealthCollector
+
+        registry = CollectorRegistry()
+        HealthCollector(w.supervisor.health).register(registry)
+        start_http_server(metrics_port, addr=metrics_host, registry=registry)
     with stop_on_signals(runtime.stop):
         runtime.stop.wait()
     w.stop()

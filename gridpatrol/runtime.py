@@ -23,6 +23,7 @@ from gridpatrol.ticketer import Ticketer, run_webhooks
 from models.bus import Bus, make_bus
 from models.db import make_engine, make_session_factory, upgrade
 from models.evidence import FileEvidenceStore
+from models.health_board import HealthBoard, make_health_board
 from models.tickets import TicketDesk
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Runtime:
     bus: Bus
     evidence: FileEvidenceStore
     desk: TicketDesk
+    health_board: HealthBoard
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -52,6 +54,7 @@ class Runtime:
             bus=make_bus(settings.storage.redis_url, namespace=settings.storage.bus_namespace),
             evidence=evidence,
             desk=TicketDesk(settings.tickets, evidence=evidence),
+            health_board=make_health_board(settings.storage.redis_url, namespace=settings.storage.bus_namespace),
         )
 
     def spawn(self, name: str, target: object, *args: object) -> None:
@@ -95,6 +98,7 @@ class Runtime:
             evidence=self.evidence,
             backend=backend,
             ingest=ingest,
+            health_board=self.health_board,
         )
         return worker.start()
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from detectors.backends import BackendConfigBase, Detector, build_detector
@@ -32,6 +32,7 @@ from models.bus import Bus
 from models.domain import Camera
 from models.errors import BusError, GridPatrolError
 from models.evidence import EvidenceStore
+from models.health_board import HealthBoard
 from models.messages import CONFIG_CHANGES, RULE_EVENTS, ConfigChange, RuleEvent
 from models.zones import current_zones, zone_versions
 from models.zonespec import parse_zones
@@ -80,10 +81,13 @@ class Worker:
         ingest: IngestSettings,
         poll_s: float = 5.0,
         detector: Detector | None = None,
+        health_board: HealthBoard | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.factory, self.bus, self.evidence, self.ingest = session_factory, bus, evidence, ingest
         self.poll_s = poll_s
+        self.health_board = health_board
+        self._states: dict[str, str] = {}
         self.detector = detector or build_detector(backend)
         self.cameras: dict[str, _Camera] = {}
         self.events_published = 0
@@ -178,6 +182,7 @@ class Worker:
     def _control(self) -> None:
         cursor: str | None = None
         next_poll = time.monotonic() + self.poll_s
+        next_health = 0.0
         while not self._stop.is_set():
             try:
                 cursor, deliveries = self.bus.read_broadcast(CONFIG_CHANGES, after=cursor, block_ms=500)
@@ -187,6 +192,9 @@ class Worker:
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_s
                     self.refresh()
+                if time.monotonic() >= next_health:
+                    next_health = time.monotonic() + 2.0
+                    self.post_health()
                 self._flush_outbox()
             except Exception:  # keep controlling cameras through database or bus hiccups
                 logger.exception("worker %s: control loop error", self.worker_id)
@@ -234,3 +242,18 @@ class Worker:
 
     def health(self) -> dict[str, dict[str, Any]]:
         return self.supervisor.health_snapshot()
+
+    def post_health(self) -> None:
+        """Post the owned cameras' health for the API, and keep ``cameras.status`` current."""
+        snaps = self.health()
+        if self.health_board is not None and snaps:
+            try:
+                self.health_board.publish(self.worker_id, snaps)
+            except BusError as err:
+                logger.warning("worker %s: could not post health: %s", self.worker_id, err)
+        changed = {cid: str(s["state"]) for cid, s in snaps.items() if self._states.get(cid) != s["state"]}
+        if changed:
+            with self.factory.begin() as session:
+                for cid, state in changed.items():
+                    session.execute(update(Camera).where(Camera.id == int(cid)).values(status=state))
+            self._states.update(changed)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
-from api.deps import ConfigurableCamera, CurrentUser, ScopeDep, SessionDep, remote_addr, x_access
+from api.deps import ConfigurableCamera, CurrentUser, ScopeDep, SessionDep, StateDep, remote_addr, x_access
 from api.schemas import CameraOut, CameraPage, CameraPatchIn, ErrorOut
 from models.access import visible_camera
 from models.audit import record_access, record_change
 from models.domain import Camera, GridNode
-from models.errors import Conflict, NotFound, ValidationError
+from models.errors import BusError, Conflict, NotFound, ValidationError
 
 router = APIRouter(prefix="/api", tags=["cameras"])
 
@@ -118,3 +119,56 @@ def update_camera(
     session.commit()
     session.refresh(cam)
     return camera_out(cam)
+
+
+class CameraHealthOut(BaseModel):
+    """What the worker reading the camera last posted (``unknown`` when no worker holds it)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    camera_id: int
+    state: str = Field(description="connecting | streaming | backoff | failed | stopped | unknown")
+    reason: str | None = None
+    worker: str | None = None
+    state_since: float | None = None
+    next_retry_ts: float | None = None
+    input_fps: float | None = None
+    analysed_fps: float | None = None
+    frames_in: int | None = None
+    frames_analysed: int | None = None
+    keyframes: int | None = None
+    last_frame_age_s: float | None = None
+    reconnects: int | None = None
+    decode_errors: int | None = None
+    bytes_in: int | None = None
+    codec: str | None = None
+    resolution_wh: list[int] | None = None
+    nominal_fps: float | None = None
+
+
+@router.get(
+    "/cameras/{camera_id}/health",
+    response_model=CameraHealthOut,
+    responses={404: {"model": ErrorOut}},
+    openapi_extra=x_access("camera"),
+)
+def camera_health(camera_id: int, request: Request, session: SessionDep, scope: ScopeDep, state: StateDep) -> CameraHealthOut:
+    """Stream health: state (with the reason of a failure), input and analysed fps, last frame age,
+    reconnects, decode errors and bytes, as posted by the worker that reads the camera."""
+    cam = visible_camera(session, scope, camera_id)
+    record_access(
+        session, scope=scope, allowed=cam is not None, channel="api", object_type="camera", object_id=camera_id,
+        remote_addr=request.client.host if request.client else "", detail={"what": "health"},
+    )
+    session.commit()
+    if cam is None:
+        raise NotFound("camera not found")
+    posted = None
+    if state.health_board is not None:
+        try:
+            posted = state.health_board.get(str(camera_id))
+        except BusError:
+            posted = None
+    if not posted:
+        return CameraHealthOut(camera_id=camera_id, state="unknown", reason="no worker has posted this camera's health")
+    return CameraHealthOut.model_validate({**posted, "camera_id": camera_id})

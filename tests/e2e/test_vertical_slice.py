@@ -146,3 +146,14 @@ def test_left_object_becomes_the_leaders_ticket(db_url: str, clip: Path, tmp_pat
         picture = cv2.imdecode(np.frombuffer(image.content, np.uint8), cv2.IMREAD_COLOR)
         assert picture is not None and picture.shape[1] >= 320
         assert httpx.get(f"{base}{t['evidence_url']}", headers=g3).status_code == 404
+
+        # the camera's stream health, as the worker posts it, through the same access check
+        health = httpx.get(f"{base}/api/cameras/{t['camera_id']}/health", headers=g1).json()
+        assert health["state"] == "streaming", health
+        assert health["input_fps"] > 0 and health["resolution_wh"] == [640, 360] and health["codec"] == "h264"
+        assert health["worker"].startswith("worker-")
+        assert httpx.get(f"{base}/api/cameras/{t['camera_id']}/health", headers=g3).status_code == 404
+        if not distributed:
+            metrics = httpx.get(f"{base}/metrics").text
+            assert f'gridpatrol_camera_received_bytes_total{{camera="{t["camera_id"]}"}}' in metrics
+            assert "rtsp://" not in metrics
