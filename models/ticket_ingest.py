@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
-from models.domain import Camera, Ticket, TicketEpisode, TicketOccurrence, TicketState
+from models.domain import Camera, GridNode, Ticket, TicketEpisode, TicketOccurrence, TicketState, User
 from models.messages import RuleEvent, TicketNotice
 from models.tickets import RULE_CATEGORY, TicketDesk, notice
 
@@ -85,22 +86,33 @@ def ingest_events(session: Session, desk: TicketDesk, events: Sequence[RuleEvent
         }
         for e in pending
     ]
-    stmt = _insert(session, TicketOccurrence).values(occ_rows).on_conflict_do_nothing(index_elements=["event_id"])
-    inserted = set(session.scalars(stmt.returning(TicketOccurrence.event_id)))
+    stmt = _insert(session, TicketOccurrence).on_conflict_do_nothing(index_elements=["event_id"])
+    inserted = set(session.scalars(stmt.returning(TicketOccurrence.event_id), occ_rows))
     result.duplicates += len(pending) - len(inserted)
     fresh = [e for e in pending if e.event_id in inserted]
     if not fresh:
         return result
 
-    tickets = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_({episode_ticket[e.episode_key] for e in fresh})))}
-    occurrences = {
-        o.event_id: o
-        for o in session.scalars(select(TicketOccurrence).where(TicketOccurrence.event_id.in_([e.event_id for e in fresh])))
+    tickets = {
+        t.id: t
+        for t in session.scalars(
+            select(Ticket)
+            .options(joinedload(Ticket.grid).load_only(GridNode.id, GridNode.code, GridNode.name, GridNode.path))
+            .where(Ticket.id.in_({episode_ticket[e.episode_key] for e in fresh}))
+        )
     }
-    for e in fresh:
-        ticket = tickets[episode_ticket[e.episode_key]]
-        result.notices += _apply(session, desk, ticket, e, occurrences[e.event_id], result)
-        result.applied += 1
+    leaders = desk.leaders_by_grid(session, {t.grid_id for t in tickets.values()})
+    surplus: list[str] = []
+    with session.no_autoflush:
+        for e in fresh:
+            ticket = tickets[episode_ticket[e.episode_key]]
+            result.notices += _apply(session, desk, ticket, e, surplus, leaders)
+            result.applied += 1
+    _write_counters(session, list(tickets.values()))
+    if surplus:
+        # over the per-ticket bound: the occurrence keeps no snapshot, and the file can go
+        session.execute(update(TicketOccurrence).where(TicketOccurrence.event_id.in_(surplus)).values(evidence_key=None))
+        result.surplus_evidence = [k for e in fresh if e.event_id in set(surplus) and (k := e.evidence_key)]
     session.flush()
     desk.queue_webhooks(session, result.notices)
     return result
@@ -151,8 +163,8 @@ def _episode_tickets(
                     "description": "",
                 }
             )
-        stmt = _insert(session, Ticket).values(rows).on_conflict_do_nothing(index_elements=["active_key"])
-        created_ids = set(session.scalars(stmt.returning(Ticket.id)))
+        stmt = _insert(session, Ticket).on_conflict_do_nothing(index_elements=["active_key"])
+        created_ids = set(session.scalars(stmt.returning(Ticket.id), rows))
         live = pairs(session, select(Ticket.active_key, Ticket.id).where(Ticket.active_key.in_(live_keys)))
         if created_ids:
             for ticket in session.scalars(select(Ticket).where(Ticket.id.in_(created_ids))):
@@ -166,7 +178,7 @@ def _episode_tickets(
         if e.live_key in live
     ]
     if ep_rows:
-        session.execute(_insert(session, TicketEpisode).values(ep_rows).on_conflict_do_nothing(index_elements=["episode_key"]))
+        session.execute(_insert(session, TicketEpisode).on_conflict_do_nothing(index_elements=["episode_key"]), ep_rows)
     found.update(
         pairs(
             session,
@@ -176,31 +188,53 @@ def _episode_tickets(
     return found
 
 
+#: ticket columns an event changes; written for every touched ticket in one executemany UPDATE
+COUNTERS = ("occurrence_count", "snapshot_count", "evidence_key", "condition_active", "condition_cleared_at", "last_seen_at", "updated_at")
+
+
 def _apply(
-    session: Session, desk: TicketDesk, ticket: Ticket, e: RuleEvent, occ: TicketOccurrence, result: IngestResult
+    session: Session,
+    desk: TicketDesk,
+    ticket: Ticket,
+    e: RuleEvent,
+    surplus: list[str],
+    leaders: dict[int, list[User]],
 ) -> list[TicketNotice]:
+    """One event's effect on its ticket. Counters are set as committed values (no ORM history): the
+    batch writes them with one UPDATE; state changes (dispatch, reopen) go through the desk as usual."""
+
+    def put(name: str, value: object) -> None:
+        set_committed_value(ticket, name, value)
+
     out: list[TicketNotice] = []
-    ticket.occurrence_count += 1
+    put("occurrence_count", ticket.occurrence_count + 1)
+    put("updated_at", max(ticket.updated_at, e.at))
     if e.evidence_key:
         if ticket.evidence_key is None:
-            ticket.evidence_key = e.evidence_key
-            ticket.snapshot_count += 1
+            put("evidence_key", e.evidence_key)
+            put("snapshot_count", ticket.snapshot_count + 1)
         elif ticket.snapshot_count <= desk.settings.ticket_max_snapshots or e.type == "ended":
-            ticket.snapshot_count += 1  # the clear snapshot of an "ended" is always kept: verification shows it
+            put("snapshot_count", ticket.snapshot_count + 1)  # an "ended" clear snapshot is always kept
         else:
-            result.surplus_evidence.append(e.evidence_key)
-            occ.evidence_key = None
+            surplus.append(e.event_id)
     state = TicketState(ticket.state)
     if ticket.occurrence_count == 1 and state == TicketState.open:
         out.append(notice(ticket, "opened", e.at, zone=e.zone, rule=e.rule))
-        out += desk.auto_dispatch(session, ticket, e.at)
+        out += desk.auto_dispatch(session, ticket, e.at, leaders=leaders)
     if e.type == "ended":
-        ticket.condition_active = False
-        ticket.condition_cleared_at = e.at
+        put("condition_active", False)
+        put("condition_cleared_at", e.at)
         out.append(notice(ticket, "cleared", e.at))
         return out
-    ticket.condition_active = True
-    ticket.last_seen_at = e.at
+    put("condition_active", True)
+    put("last_seen_at", e.at)
     if state == TicketState.resolved and e.type == "started":
-        out += desk.system_move(session, ticket, action="reopen", at=e.at, note="视频复核：问题再次出现", photos=[e.evidence_key] if e.evidence_key else [])
+        photos = [e.evidence_key] if e.evidence_key else []
+        out += desk.system_move(session, ticket, action="reopen", at=e.at, note="视频复核：问题再次出现", photos=photos)
     return out
+
+
+def _write_counters(session: Session, tickets: list[Ticket]) -> None:
+    table = cast(Table, Ticket.__table__)
+    stmt = update(table).where(table.c.id == bindparam("b_id")).values({c: bindparam(f"b_{c}") for c in COUNTERS})
+    session.execute(stmt, [{"b_id": t.id, **{f"b_{c}": getattr(t, c) for c in COUNTERS}} for t in tickets])

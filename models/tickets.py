@@ -8,7 +8,7 @@ through :class:`TicketDesk`, so the rules are the same whoever acts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -168,23 +168,33 @@ class TicketDesk:
         ticket.accept_by = start + timedelta(seconds=policy.accept_within_s)
         ticket.resolve_by = start + timedelta(seconds=policy.resolve_within_s)
 
-    def leaders_of(self, session: Session, grid_id: int | None) -> list[User]:
-        if grid_id is None:
-            return []
-        return list(
-            session.scalars(
-                select(User)
-                .join(Assignment, Assignment.user_id == User.id)
-                .where(Assignment.grid_id == grid_id, User.role == Role.grid_leader.value, User.enabled.is_(True))
-                .order_by(User.id)
-            )
+    def leaders_by_grid(self, session: Session, grid_ids: Iterable[int | None]) -> dict[int, list[User]]:
+        """The enabled grid leaders of each grid, in one query (a batch of events shares it)."""
+        wanted = {g for g in grid_ids if g is not None}
+        out: dict[int, list[User]] = {g: [] for g in wanted}
+        if not wanted:
+            return out
+        rows = session.execute(
+            select(Assignment.grid_id, User)
+            .join(User, Assignment.user_id == User.id)
+            .where(Assignment.grid_id.in_(wanted), User.role == Role.grid_leader.value, User.enabled.is_(True))
+            .order_by(User.id)
         )
+        for grid_id, user in rows:
+            out[grid_id].append(user)
+        return out
 
-    def auto_dispatch(self, session: Session, ticket: Ticket, at: datetime) -> list[TicketNotice]:
+    def auto_dispatch(
+        self, session: Session, ticket: Ticket, at: datetime, *, leaders: dict[int, list[User]] | None = None
+    ) -> list[TicketNotice]:
         """Send a new or reopened ticket to its grid's leader (the first one; all of them are notified)."""
-        if not self.settings.ticket_auto_dispatch:
+        if not self.settings.ticket_auto_dispatch or ticket.grid_id is None:
             return []
-        leaders = self.leaders_of(session, ticket.grid_id)
+        if leaders is None or ticket.grid_id not in leaders:
+            leaders = self.leaders_by_grid(session, [ticket.grid_id])
+        return self._dispatch_to(session, ticket, at, leaders[ticket.grid_id])
+
+    def _dispatch_to(self, session: Session, ticket: Ticket, at: datetime, leaders: list[User]) -> list[TicketNotice]:
         if not leaders:
             return []
         ticket.assignee_id = leaders[0].id

@@ -1,0 +1,206 @@
+"""Ticketer benchmark: events per second through the ticketer, and the latency from a ``started`` event
+on the bus to its ticket being readable, on the embedded default (in-process bus + SQLite) and on
+Redis + PostgreSQL.
+
+    .venv/bin/python bench/bench_tickets.py [--mode embedded|distributed|both] [--events 20000] [--rate 1000]
+
+Throughput: ``--events`` rule events (1/10 ``started``, 8/10 ``updated``, 1/10 ``ended``, each episode
+on its own zone, so a tenth of the events open a ticket) are published first, then one ticketer
+drains them; events/s = events / time to the last occurrence committed.
+Latency: events are published at ``--rate`` per second for 10 s while a reader polls the tickets
+table every 2 ms; the latency of an episode is first-seen − publish time of its ``started``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gridpatrol.ticketer import Ticketer  # noqa: E402
+from models.bus import Bus, MemoryBus, RedisBus  # noqa: E402
+from models.cameraimport import CameraSpec, register_cameras  # noqa: E402
+from models.db import make_engine, make_session_factory, transaction, upgrade  # noqa: E402
+from models.domain import Camera, Ticket, TicketOccurrence  # noqa: E402
+from models.evidence import FileEvidenceStore  # noqa: E402
+from models.gridimport import import_grids  # noqa: E402
+from models.messages import RULE_EVENTS, RuleEvent  # noqa: E402
+from models.tickets import TicketDesk, TicketSettings  # noqa: E402
+from tests.support.sample import grid_geojson, point_in  # noqa: E402
+
+
+def episode(camera_id: int, n: int, start: datetime) -> list[RuleEvent]:
+    kinds = ["started"] + ["updated"] * 8 + ["ended"]
+    return [
+        RuleEvent(
+            event_id=f"b{n}-{k}",
+            type=kind,  # type: ignore[arg-type]
+            camera_id=camera_id,
+            zone=f"z{n}",
+            rule="crowding",
+            episode_start=start,
+            at=start + timedelta(seconds=k),
+            count=6,
+        )
+        for k, kind in enumerate(kinds)
+    ]
+
+
+def setup(mode: str):  # type: ignore[no-untyped-def]
+    tmp = Path(tempfile.mkdtemp())
+    cleanup = None
+    if mode == "embedded":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+        bus: Bus = MemoryBus()
+    else:
+        from sqlalchemy import create_engine, text
+
+        name = f"gp_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        ns = f"bench-{uuid.uuid4().hex[:8]}:"
+        bus = RedisBus("redis://127.0.0.1:6379/0", namespace=ns)
+
+        def cleanup() -> None:
+            import redis
+
+            client = redis.Redis()
+            for key in client.scan_iter(f"{ns}*"):
+                client.delete(key)
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+    engine = make_engine(url)
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    with transaction(factory) as s:
+        import_grids(s, grid_geojson())
+        lon, lat = point_in("G1")
+        register_cameras(s, [CameraSpec(name=f"cam{i}", url=f"rtsp://127.0.0.1/{i}", lon=lon, lat=lat) for i in range(100)])
+    with factory() as s:
+        cams = list(s.scalars(select(Camera.id)))
+    desk = TicketDesk(TicketSettings(), evidence=FileEvidenceStore(tmp / "evidence"))
+    return engine, factory, bus, desk, cams, cleanup
+
+
+def count(factory, model) -> int:  # type: ignore[no-untyped-def]
+    with factory() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+def run_ticketer(bus: Bus, factory, desk) -> tuple[Ticketer, threading.Event, threading.Thread]:  # type: ignore[no-untyped-def]
+    t = Ticketer(bus=bus, session_factory=factory, desk=desk, evidence=desk.evidence, consumer="bench", batch=500, block_ms=50)
+    stop = threading.Event()
+    th = threading.Thread(target=t.run, args=(stop,), daemon=True)
+    th.start()
+    return t, stop, th
+
+
+def throughput(mode: str, n_events: int) -> float:
+    engine, factory, bus, desk, cams, cleanup = setup(mode)
+    t0 = datetime.now(UTC)
+    events = [e for i in range(n_events // 10) for e in episode(cams[i % len(cams)], i, t0 + timedelta(seconds=i))]
+    for k in range(0, len(events), 1000):
+        bus.publish(RULE_EVENTS, events[k : k + 1000])
+    start = time.perf_counter()
+    _, stop, th = run_ticketer(bus, factory, desk)
+    while count(factory, TicketOccurrence) < len(events):
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    th.join()
+    assert count(factory, Ticket) == len(events) // 10
+    engine.dispose()
+    if cleanup:
+        cleanup()
+    return len(events) / elapsed
+
+
+def latency(mode: str, rate: int, seconds: float = 10.0) -> tuple[float, float, float, int]:
+    engine, factory, bus, desk, cams, cleanup = setup(mode)
+    _, stop, th = run_ticketer(bus, factory, desk)
+    published: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    done = threading.Event()
+
+    def reader() -> None:
+        last = 0
+        while not done.is_set():
+            with factory() as s:
+                rows = s.execute(select(Ticket.id, Ticket.zone_name).where(Ticket.id > last).order_by(Ticket.id)).all()
+            now = time.perf_counter()
+            for tid, zone in rows:
+                seen.setdefault(zone, now)
+                last = max(last, tid)
+            time.sleep(0.002)
+
+    rd = threading.Thread(target=reader, daemon=True)
+    rd.start()
+    t0 = datetime.now(UTC)
+    n_episodes = int(rate * seconds / 10)
+    # interleave: each tick publishes the k-th event of a sliding window of episodes
+    schedule = []
+    for i in range(n_episodes):
+        for k, e in enumerate(episode(cams[i % len(cams)], i, t0 + timedelta(seconds=i))):
+            schedule.append((i + 10 * k, e))  # event k of episode i goes out 10*k "slots" after its start
+    schedule.sort(key=lambda x: x[0])
+    interval = 1.0 / rate
+    batch = max(1, rate // 100)  # publish in 10 ms ticks
+    start = time.perf_counter()
+    for j in range(0, len(schedule), batch):
+        due = start + j * interval
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        chunk = [e for _, e in schedule[j : j + batch]]
+        now = time.perf_counter()
+        bus.publish(RULE_EVENTS, chunk)
+        for e in chunk:
+            if e.type == "started":
+                published[e.zone] = now
+    deadline = time.perf_counter() + 30
+    while len(seen) < n_episodes and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    done.set()
+    rd.join()
+    stop.set()
+    th.join()
+    lat = sorted((seen[z] - published[z]) * 1000 for z in published if z in seen)
+    engine.dispose()
+    if cleanup:
+        cleanup()
+    p50 = statistics.median(lat)
+    p99 = lat[max(0, int(len(lat) * 0.99) - 1)]
+    return p50, p99, lat[-1], len(lat)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=["embedded", "distributed", "both"], default="both")
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--rate", type=int, default=1000)
+    args = ap.parse_args()
+    modes = ["embedded", "distributed"] if args.mode == "both" else [args.mode]
+    print("| mode | events/s through one ticketer | started→ticket p50 ms | p99 ms | max ms | episodes |")
+    print("|---|---|---|---|---|---|")
+    for mode in modes:
+        eps = throughput(mode, args.events)
+        p50, p99, worst, n = latency(mode, args.rate)
+        label = "embedded (in-process bus, SQLite WAL)" if mode == "embedded" else "Redis Streams + PostgreSQL"
+        print(f"| {label} | {eps:,.0f} | {p50:.1f} | {p99:.1f} | {worst:.1f} | {n} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
