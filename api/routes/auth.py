@@ -76,7 +76,7 @@ def refresh(body: RefreshIn, session: SessionDep, state: StateDep) -> SessionTok
 
 
 @router.post("/auth/logout", status_code=204, openapi_extra=x_access("public"), responses=_ERRORS)
-def logout(body: RefreshIn, request: Request, session: SessionDep) -> Response:
+def logout(body: RefreshIn, session: SessionDep) -> Response:
     """End the login session of this refresh token (its access tokens expire on their own within minutes)."""
     revoke_refresh_token(session, body.refresh_token)
     session.commit()
