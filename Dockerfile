@@ -9,7 +9,8 @@ COPY detectors ./detectors
 COPY rtsp_gateway ./rtsp_gateway
 COPY api ./api
 COPY gridpatrol ./gridpatrol
-RUN pip install --no-cache-dir .
+ARG EXTRAS=""
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 ENV GRIDPATROL_DATA_DIR=/data
 VOLUME /data
 EXPOSE 8000
