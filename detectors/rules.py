@@ -82,9 +82,13 @@ class Hysteresis:
 
 
 def annotate(
-    frame: np.ndarray, *, zone: Zone, detections: Detections, t: float, label: str
+    frame: np.ndarray, *, zone: Zone, detections: Detections, t: float, label: str, wall: datetime | None = None
 ) -> np.ndarray:
-    """A copy of ``frame`` with the zone, the boxes that count and the time drawn on it."""
+    """A copy of ``frame`` with the zone, the boxes that count and the time drawn on it.
+
+    OpenCV's Hershey fonts draw ASCII only: a zone named in Chinese is shown by its kind (the ticket
+    carries the name); the time is the wall clock when known, else seconds into the stream.
+    """
     img = frame.copy()
     h, w = img.shape[:2]
     cv2.polylines(img, [zone.polygon_px((w, h))], True, (0, 200, 255), 2)
@@ -92,9 +96,12 @@ def annotate(
         cv2.rectangle(img, (x1, y1), (x2, y2), (0, 0, 255), 2)
         name = detections.class_names[detections.class_id[i]]
         cv2.putText(img, name, (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 255), 1)
-    text = f"{label} | {zone.name} | t={t:.1f}s"
-    cv2.putText(img, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3)
-    cv2.putText(img, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1)
+    zone_label = zone.name if zone.name.isascii() else zone.spec.kind
+    when = wall.strftime("%Y-%m-%d %H:%M:%S UTC") if wall is not None else f"t={t:.1f}s"
+    text = f"{label} | {zone_label} | {when}"
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    cv2.rectangle(img, (0, 0), (min(w, tw + 16), th + 14), (0, 0, 0), -1)
+    cv2.putText(img, text, (8, th + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return img
 
 
@@ -126,7 +133,7 @@ class ZoneRule:
         return RuleEvent(
             type=kind, rule=self.rule, zone=self.zone.name, t=t, started_t=self.machine.since,
             details=details,
-            evidence=annotate(frame, zone=self.zone, detections=evidence, t=t, label=f"{self.rule} {kind}"),
+            evidence=annotate(frame, zone=self.zone, detections=evidence, t=t, label=f"{self.rule} {kind}", wall=wall),
         )
 
 
