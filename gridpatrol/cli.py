@@ -151,9 +151,16 @@ def run_everything(settings: Settings, *, host: str, port: int, with_worker: boo
         metrics = CollectorRegistry()
         if cam_worker is not None:
             HealthCollector(cam_worker.supervisor.health).register(metrics)
+        throttle = None
+        if settings.storage.redis_url:  # several API processes share the failed-login counts
+            from models.throttle import LoginThrottle
+            from models.throttle_redis import RedisThrottleStore
+
+            throttle = LoginThrottle(store=RedisThrottleStore.from_url(settings.storage.redis_url))
         api = create_app(
             settings.api,
             session_factory=runtime.factory,
+            login_throttle=throttle,
             desk=runtime.desk,
             bus=runtime.bus,
             health_board=runtime.health_board,
