@@ -13,7 +13,7 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gridpatrol.cli_common import fail, load_settings, open_db
+from gridpatrol.cli_common import fail, load_settings, open_db, read_json
 from gridpatrol.cli_media import register_media_commands
 from gridpatrol.settings import Settings
 from models.cameraimport import parse_camera_file, register_cameras
@@ -53,12 +53,7 @@ def db_upgrade() -> None:
 def grids_import(file: Annotated[Path, typer.Argument(help="GeoJSON FeatureCollection")]) -> None:
     """Import or update the grid tree; all or nothing. Cameras are re-placed into the new polygons."""
     settings = load_settings()
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as err:
-        fail(f"{file}: {err.strerror}")
-    except json.JSONDecodeError as err:
-        fail(f"{file}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})")
+    doc = read_json(file)
     try:
         with transaction(open_db(settings)) as session:
             report = import_grids(session, doc)
@@ -260,12 +255,7 @@ def zones_set(
 ) -> None:
     """Replace a camera's detection zones (a new version; running workers apply it within seconds)."""
     settings = load_settings()
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as err:
-        fail(f"{file}: {err.strerror}")
-    except json.JSONDecodeError as err:
-        fail(f"{file}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})")
+    doc = read_json(file)
     try:
         with transaction(open_db(settings)) as session:
             cam = find_camera(session, camera)

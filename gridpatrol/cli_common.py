@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 from pydantic import ValidationError as PydanticValidationError
@@ -33,3 +35,13 @@ def open_db(settings: Settings, *, migrate: bool = True) -> sessionmaker[Session
     return make_session_factory(engine)
 
 
+
+
+def read_json(file: Path) -> Any:
+    """A JSON file's content; a missing file or bad JSON ends the command with the line and column."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except OSError as err:
+        fail(f"{file}: {err.strerror}")
+    except json.JSONDecodeError as err:
+        fail(f"{file}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})")
