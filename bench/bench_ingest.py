@@ -53,15 +53,16 @@ def _bare_reader(url: str, *, keyframes_only: bool, counts: list[int], idx: int,
         stream = container.streams.video[0]
         if keyframes_only:
             stream.codec_context.skip_frame = "NONKEY"
-        next_t = 0.0
+        next_t: float | None = None
+        period = 1.0 / ANALYSIS_FPS
         for packet in container.demux(stream):
             if stop.is_set():
                 return
             for frame in stream.decode(packet):
-                t = frame.time
-                if t is None or t < next_t - 0.02:
+                t = frame.time  # the same schedule as ingest.sampling.Sampler: 2 fps of stream time
+                if t is None or (next_t is not None and t < next_t - 0.02):
                     continue
-                next_t = t + 1.0 / ANALYSIS_FPS
+                next_t = t + period if next_t is None or t > next_t + 4 * period else next_t + period
                 w = min(640, frame.width)
                 frame.to_ndarray(format="bgr24", width=w, height=frame.height * w // frame.width // 2 * 2)
                 counts[idx] += 1
@@ -102,7 +103,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             counts[index[camera_id]] += 1
 
         supervisor = CameraSupervisor(worker_id="bench", leases=MemoryLeaseStore(), on_frame=on_frame,
-                                      capacity=n, lease_ttl_s=6.0, stagger_s=args.stagger)
+                                      capacity=n, stagger_s=args.stagger)
         supervisor.start()
         supervisor.set_cameras(
             CameraSpec(cid, args.url, stream=StreamOptions(open_timeout_s=10, read_timeout_s=10),
@@ -117,14 +118,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         def reconnects() -> int:
             return sum(int(s["reconnects"]) for s in supervisor.health_snapshot().values())
 
+        def reader_side() -> tuple[int, int]:
+            snaps = supervisor.health.snapshot().values()
+            return sum(int(s["frames_in"]) for s in snaps), sum(int(s["frames_analysed"]) for s in snaps)
+
     deadline = time.monotonic() + args.ramp_timeout
     while time.monotonic() < deadline and min(analysed()) < 1:
         time.sleep(0.2)
     ramp_ok = min(analysed()) >= 1
     time.sleep(2.0)  # let the start-up bursts pass
+    side0 = reader_side() if supervisor is not None else (0, 0)
     c0, cpu0, t0, r0 = analysed(), time.process_time(), time.monotonic(), reconnects()
     time.sleep(args.seconds)
     c1, cpu1, t1, r1 = analysed(), time.process_time(), time.monotonic(), reconnects()
+    side1 = reader_side() if supervisor is not None else (0, 0)
     rss = _rss_kb()
     stop.set()
     if supervisor is not None:
@@ -138,6 +145,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "reconnects": r1 - r0, "rss_mb": round(rss / 1024, 1),
         "rss_per_camera_mb": round((rss - base_rss) / 1024 / n, 2),
         "frames": sum(c1) - sum(c0), "seconds": round(wall, 1),
+        # worker only: what the readers decoded and sampled, before the hand-off to on_frame
+        "reader_input_fps": round((side1[0] - side0[0]) / wall / n, 2),
+        "reader_sampled_fps": round((side1[1] - side0[1]) / wall / n, 3),
+        "superseded": supervisor.superseded_frames if supervisor else 0,
+        "unleased": supervisor.unleased_frames if supervisor else 0,
     }  # fmt: skip
 
 
@@ -243,8 +255,10 @@ def main() -> None:
         ("1080p", "keyframes"): [10] if args.quick else [10, 25, 50],
         ("1080p", "full"): [2] if args.quick else [2, 4, 6],
     }
-    bare_steps = {("360p", "keyframes"): [100] if args.quick else [100, 200, 250],
-                  ("360p", "full"): [20] if args.quick else [20, 40]}
+    bare_steps = {("360p", "keyframes"): [100] if args.quick else [150, 200, 250],
+                  ("360p", "full"): [20] if args.quick else [30, 40],
+                  ("1080p", "keyframes"): [] if args.quick else [50],
+                  ("1080p", "full"): [] if args.quick else [6]}
     report: dict[str, Any] = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}",
@@ -269,8 +283,9 @@ def main() -> None:
                     report["decode"].append(row)
                     sys.stderr.write(json.dumps(row) + "\n")
         if args.only in (None, "scale"):
-            plan = [(k, n, "worker") for k, ns in steps.items() for n in ns]
-            plan += [(k, n, "bare") for k, ns in bare_steps.items() for n in ns]
+            # the bare reference right after the worker at the same count, so both see the same load
+            plan = [(k, n, r) for k, ns in steps.items() for n in ns
+                    for r in (("worker", "bare") if n in bare_steps[k] else ("worker",))]
             for (res, mode), n, reader in plan:
                 stagger = 0.5 if res == "1080p" else 0.05
                 row = run_pinned([*me, "--url", server.url(f"/{res}"), "--n", str(n), "--mode", mode,

@@ -133,3 +133,17 @@ def test_health_snapshot_and_prometheus_on_own_registry() -> None:
     assert 'gridpatrol_camera_state{camera="cam-1",state="backoff"} 1.0' in text
     assert 'gridpatrol_camera_received_bytes_total{camera="cam-1"} 1234.0' in text
     assert registry.get_sample_value("gridpatrol_camera_frames_total", {"camera": "cam-1"}) == 20
+
+
+def test_camera_slots_get_many_takes_a_bounded_batch_in_ready_order() -> None:
+    slots = CameraSlots()
+    for camera_id in "abc":
+        slots.put(_frame(camera_id, 1))
+    assert [i.camera_id for i in slots.get_many(2, timeout=0)] == ["a", "b"]
+    assert [i.camera_id for i in slots.get_many(2, timeout=0)] == ["c"]
+    assert not slots.has_newer("a")
+    slots.put(_frame("a", 2))
+    assert slots.has_newer("a")
+    assert [i.seq for i in slots.get_many(timeout=0)] == [2]  # None: everything ready
+    with pytest.raises(queue.Empty):
+        slots.get_many(2, timeout=0.01)
