@@ -12,6 +12,7 @@ decodes it from the installed package.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,7 +150,8 @@ def render(scene: Scene, footage: Sequence[np.ndarray], *, fps: float = 2.0, foo
     tuple[np.ndarray, float]
 ]:
     """(BGR frame, t) pairs of ``scene`` at ``fps``; the footage loops."""
-    rng = np.random.default_rng(abs(hash(scene.name)) % 2**32)
+    # crc32, not hash(): str hashes change per process (PYTHONHASHSEED), and so did every run's jitter.
+    rng = np.random.default_rng(zlib.crc32(scene.name.encode()))
     for i in range(int(scene.duration_s * fps)):
         t = i / fps
         index = int((t + scene.offset_s) * footage_fps) % len(footage)
