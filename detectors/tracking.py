@@ -2,8 +2,14 @@
 
 Two association passes as in ByteTrack: confident detections first, then the weak ones against the
 tracks still unmatched, so that a partly hidden parked car keeps its track. New tracks start only from
-confident detections. A track is stationary while its box overlaps the box where it stopped; two
-consecutive frames away from it restart the clock, so a passing car is not a parked one.
+confident detections. A track is stationary while its box overlaps the box where it stopped (IoU, or
+one box lying almost wholly inside the other: a static blob that merges with a neighbour or a
+passer-by grows, it does not move); two consecutive frames away from it restart the clock, so a
+passing car is not a parked one.
+
+A detector that knows how long an object has stood still (the classic backend's pixel ages) says so in
+``data["static_s"]``; the clock then counts from when the object stopped, not from when the tracker
+first saw it with confidence.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ class TrackerConfig:
     lost_still_s: float = 30.0  # a parked object the detector misses for a while keeps its clock
     still_after_s: float = 3.0
     still_iou: float = 0.6
+    still_contain: float = 0.85  # intersection over the smaller box that still counts as "not moved"
     move_strikes: int = 2
 
 
@@ -38,20 +45,35 @@ class _Track:
     still_since: float
     strikes: int = 0
 
-    def update(self, *, xyxy: np.ndarray, class_id: int, score: float, t: float, cfg: TrackerConfig) -> None:
+    def update(
+        self, *, xyxy: np.ndarray, class_id: int, score: float, t: float, static_s: float, cfg: TrackerConfig
+    ) -> None:
         self.xyxy = xyxy
         if score >= self.score * 0.8:
             self.class_id = class_id
         self.score = score
         self.last_t = t
-        if box_iou(xyxy[None], self.still_xyxy[None])[0, 0] >= cfg.still_iou:
+        if _same_place(xyxy, self.still_xyxy, cfg):
             self.strikes = 0
+            self.still_since = min(self.still_since, t - static_s)
             return
         self.strikes += 1
         if self.strikes >= cfg.move_strikes:
             self.still_xyxy = xyxy
-            self.still_since = t
+            self.still_since = t - static_s
             self.strikes = 0
+
+
+def _same_place(a: np.ndarray, b: np.ndarray, cfg: TrackerConfig) -> bool:
+    """True when box ``a`` has not moved from ``b``: IoU, or one box (nearly) inside the other."""
+    if box_iou(a[None], b[None])[0, 0] >= cfg.still_iou:
+        return True
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return False
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return smaller > 0 and float(iw * ih / smaller) >= cfg.still_contain
 
 
 def _greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -91,6 +113,8 @@ class Tracker:
             if t - tr.last_t <= (cfg.lost_still_s if tr.last_t - tr.still_since >= cfg.still_after_s else cfg.lost_s)
         ]
         n = len(detections)
+        hint = detections.data.get("static_s")
+        static = np.zeros(n, np.float32) if hint is None else np.clip(np.asarray(hint, np.float32), 0, None)
         out_ids = np.full(n, -1, np.int64)
         out_still = np.zeros(n, np.float32)
         high = np.nonzero(detections.confidence >= cfg.high_score)[0]
@@ -108,7 +132,7 @@ class Tracker:
                 d = int(subset[c])
                 track.update(
                     xyxy=detections.xyxy[d], class_id=int(detections.class_id[d]),
-                    score=float(detections.confidence[d]), t=t, cfg=cfg,
+                    score=float(detections.confidence[d]), t=t, static_s=float(static[d]), cfg=cfg,
                 )
                 out_ids[d] = track.track_id
                 out_still[d] = t - track.still_since
@@ -121,11 +145,13 @@ class Tracker:
             box = detections.xyxy[d].copy()
             track = _Track(
                 track_id=self._next_id, xyxy=box, class_id=int(detections.class_id[d]),
-                score=float(detections.confidence[d]), last_t=t, still_xyxy=box, still_since=t,
+                score=float(detections.confidence[d]), last_t=t, still_xyxy=box,
+                still_since=t - float(static[d]),
             )
             self._next_id += 1
             self._tracks.append(track)
             out_ids[d] = track.track_id
+            out_still[d] = t - track.still_since
 
         keep = out_ids >= 0  # weak detections that matched no track are dropped, as ByteTrack does
         tracked = detections[keep]

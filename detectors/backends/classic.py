@@ -7,10 +7,16 @@ change their meaning):
 A pixel that differs from the slow model but not from the fast one has stopped there. Once it has
 been so for ``static_s`` it is *latched*: the slow model stops learning under it, so the object never
 fades into the background however long it stays, until the pixels match the background again (the
-object left). A blob whose background has more structure than the frame is a ghost (something that
-stood in the first frames, or a parked van that left) and is learnt into the background at once.
-Global lighting changes are compensated with a median gain. The slow model's foreground is also
-returned as an occupancy mask, from which the crowding rule estimates a head count.
+object left). A blob whose outline is an edge in the background but not in the frame is a ghost
+(something that stood in the first frames, or a parked van that left) and is learnt into the
+background at once; the outline, not the inside, decides, because a plain object (a table top) on a
+textured road has less structure inside than the road it hides and is still real.
+A blob reports how long its pixels have stood still (the median of their accumulated still time, a
+lower bound: time under passers-by is not counted) in ``data["static_s"]``, so the tracker's
+stationary clock starts when the object stopped, not ``static_s`` later when it was latched. Each
+pixel also remembers since when it has differed from the slow model. Global lighting changes are compensated with a median gain. The
+foreground that has stayed at least ``occupancy_s`` is returned as an occupancy mask, from which the
+crowding rule estimates a head count: people standing together stay, walkers crossing do not.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ class ClassicConfig(BackendConfigBase):
     release_s: float = Field(2.0, ge=0, le=600, description="Seconds a latched pixel must match the background.")
     min_area: float = Field(0.0015, gt=0, le=1, description="Minimum static blob area (fraction of frame).")
     relight_fraction: float = Field(0.5, gt=0, le=1, description="Foreground share that means a scene change.")
+    occupancy_s: float = Field(
+        2.0, ge=0, le=600, description="Seconds foreground must stay to count as occupancy (crowding)."
+    )
 
 
 class _SceneModel:
@@ -55,6 +64,7 @@ class _SceneModel:
         self.age = np.zeros(shape, np.float32)
         self.clear = np.zeros(shape, np.float32)
         self.latched = np.zeros(shape, bool)
+        self.fg_since = np.full(shape, t, np.float64)  # since when each pixel differs from the slow model
 
 
 class ClassicDetector(Detector):
@@ -64,6 +74,7 @@ class ClassicDetector(Detector):
         self.config = config
         self._models: dict[str, _SceneModel] = {}
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        self._kernel3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
 
     def forget(self, stream: str) -> None:
         self._models.pop(stream, None)
@@ -107,6 +118,8 @@ class ClassicDetector(Detector):
         still = slow_fg & ~fast_fg
         model.age[still] += dt
         model.age[~slow_fg] = 0.0
+        gone = ~slow_fg & ~model.latched
+        model.fg_since[gone] = item.t
         if warm:
             model.latched |= model.age >= cfg.static_s
         model.clear[model.latched & ~slow_fg] += dt
@@ -115,10 +128,11 @@ class ClassicDetector(Detector):
         model.latched &= ~released
         model.clear[released] = 0.0
 
-        occupancy = (slow_fg | model.latched).astype(np.uint8)
+        stayed = slow_fg & (item.t - model.fg_since >= cfg.occupancy_s)
+        occupancy = (stayed | model.latched).astype(np.uint8)
         if not warm:
             return self._empty_with(np.zeros_like(occupancy))
-        blobs = self._blobs(model, img_c, min_px=cfg.min_area * ww * wh)
+        blobs = self._blobs(model, img_c, min_px=cfg.min_area * ww * wh, t=item.t)
         scale = w0 / ww
         if not blobs:
             return self._empty_with(occupancy)
@@ -128,6 +142,7 @@ class ClassicDetector(Detector):
         dets = Detections(
             xyxy=xyxy, confidence=np.array([b[1] for b in blobs], np.float32),
             class_id=np.zeros(len(blobs), np.int64), class_names=self.class_names,
+            data={"static_s": np.array([b[2] for b in blobs], np.float32)},
         )
         dets.metadata["occupancy_mask"] = occupancy
         return dets
@@ -137,8 +152,10 @@ class ClassicDetector(Detector):
         dets.metadata["occupancy_mask"] = occupancy
         return dets
 
-    def _blobs(self, model: _SceneModel, img: np.ndarray, *, min_px: float) -> list[tuple[list[float], float]]:
-        """Boxes (work pixels) and confidences of latched blobs; ghosts are learnt away."""
+    def _blobs(
+        self, model: _SceneModel, img: np.ndarray, *, min_px: float, t: float
+    ) -> list[tuple[list[float], float, float]]:
+        """Boxes (work pixels), confidences and standing times of latched blobs; ghosts are learnt away."""
         mask = cv2.morphologyEx(model.latched.astype(np.uint8), cv2.MORPH_CLOSE, self._kernel)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -146,26 +163,30 @@ class ClassicDetector(Detector):
             return []
         gray_now = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_BGR2GRAY)
         gray_bg = cv2.cvtColor(model.slow.astype(np.uint8), cv2.COLOR_BGR2GRAY)
-        out: list[tuple[list[float], float]] = []
+        out: list[tuple[list[float], float, float]] = []
+        H, W = mask.shape
         for i in range(1, n):
             x, y, w, h, area = (int(v) for v in stats[i])
             if area < min_px:
                 continue
-            region = labels[y : y + h, x : x + w] == i
-            if _edge_energy(gray_bg[y : y + h, x : x + w], region) > 1.15 * _edge_energy(
-                gray_now[y : y + h, x : x + w], region
-            ):
+            x0, y0, x1, y1 = max(x - 2, 0), max(y - 2, 0), min(x + w + 2, W), min(y + h + 2, H)
+            region = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+            outline = cv2.morphologyEx(region, cv2.MORPH_GRADIENT, self._kernel3) > 0
+            if _edge_energy(gray_bg[y0:y1, x0:x1], outline) > 1.15 * _edge_energy(gray_now[y0:y1, x0:x1], outline):
                 blob = labels == i
                 model.slow[blob] = img[blob]
                 model.latched[blob] = False
                 model.age[blob] = 0.0
+                model.fg_since[blob] = t
                 continue
             fill = area / float(w * h)
-            out.append(([x, y, x + w, y + h], float(min(0.95, 0.5 + 0.5 * fill))))
+            standing = float(np.median(model.age[labels == i]))
+            out.append(([x, y, x + w, y + h], float(min(0.95, 0.5 + 0.5 * fill)), standing))
         return out
 
 
 def _edge_energy(gray: np.ndarray, region: np.ndarray) -> float:
+    """Mean gradient magnitude of ``gray`` over the pixels of ``region``."""
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
     mag = np.abs(gx) + np.abs(gy)

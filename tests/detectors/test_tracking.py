@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from detectors.tracking import Tracker
 from tests.detectors.support import dets
 
@@ -62,3 +64,27 @@ def test_parked_object_missed_for_a_while_keeps_its_clock() -> None:
     out = tr.update(dets([(101, 100, 201, 160, "umbrella")]), 20.0)
     assert out.tracker_id is not None and out.tracker_id.tolist() == [1]
     assert out.data["stationary_s"][0] == 20.0
+
+
+def test_detector_static_age_starts_the_clock_when_the_object_stopped() -> None:
+    # The classic backend reports a blob only once it has stood 2.5 s: the clock counts from then back.
+    tr = Tracker()
+    first = dets([(100, 100, 200, 160, "static_object")])
+    first.data["static_s"] = np.array([2.5], np.float32)
+    out = tr.update(first, 10.0)
+    assert out.data["stationary_s"].tolist() == [2.5]
+    again = dets([(100, 100, 200, 160, "static_object")])
+    again.data["static_s"] = np.array([3.0], np.float32)
+    assert tr.update(again, 10.5).data["stationary_s"].tolist() == [3.0]
+
+
+def test_parked_object_merging_with_a_passer_by_keeps_its_clock() -> None:
+    # A static blob grows while someone stands next to it, then shrinks back: it never moved.
+    tr = Tracker()
+    out = None
+    for i in range(30):
+        t = i * 0.5
+        grown = 5 <= t < 9
+        out = tr.update(dets([(100, 100, 300 if grown else 200, 160, "static_object")]), t)
+    assert out is not None and out.tracker_id is not None
+    assert out.tracker_id.tolist() == [1] and out.data["stationary_s"][0] == 14.5

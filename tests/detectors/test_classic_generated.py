@@ -1,0 +1,53 @@
+"""The classic backend on generated frames: how long a blob has stood, and what counts as occupancy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.backends import ClassicConfig, build_detector
+from tests.detectors.support import pasted_object
+
+H, W = 240, 320
+
+
+def textured(seed: int = 0) -> np.ndarray:
+    """A paved road: coarse grey patches of modest contrast, the texture a plain object hides."""
+    rng = np.random.default_rng(seed)
+    patches = rng.integers(95, 150, (H // 8, W // 8, 1), np.uint8)
+    return np.repeat(np.repeat(np.repeat(patches, 8, axis=0), 8, axis=1), 3, axis=2)
+
+
+def test_blob_reports_how_long_it_has_stood() -> None:
+    detector = build_detector(ClassicConfig(work_width=W))
+    road = textured()
+    crate = pasted_object()  # 60 x 90
+    first = None
+    for i in range(60):
+        t = i * 0.5
+        frame = road.copy()
+        if t >= 10:
+            frame[100:160, 120:210] = crate
+        dets = detector.detect(frame, t=t, stream="s")
+        if len(dets) and first is None:
+            first = (t, float(dets.data["static_s"][0]))
+    assert first is not None
+    t, standing = first
+    assert standing >= 2.0 and abs((t - standing) - 10.0) <= 1.0, first
+
+
+def test_occupancy_counts_who_stays_not_who_walks_through() -> None:
+    detector = build_detector(ClassicConfig(work_width=W, occupancy_s=2.0))
+    road = textured()
+    walker, stander = [], []
+    for i in range(60):
+        t = i * 0.5
+        frame = road.copy()
+        if 10 <= t < 20:  # a walker crossing at 32 px/s
+            x = int(32 * (t - 10))
+            frame[60:120, x : x + 20] = (30, 30, 30)
+        if t >= 20:  # someone who stays
+            frame[150:210, 200:220] = (30, 30, 30)
+        occupancy = detector.detect(frame, t=t, stream="s").metadata["occupancy_mask"]
+        (walker if t < 20 else stander).append(int(occupancy.sum()))
+    assert max(walker) == 0, walker
+    assert stander[-1] >= 0.8 * 60 * 20, stander[-1]
