@@ -26,6 +26,18 @@ from models.zonespec import ZonesFile, ZoneSpec, parse_zones
 logger = logging.getLogger(__name__)
 
 
+def crowd_region(polygon_norm: np.ndarray) -> tuple[float, float, float, float]:
+    """The box a detector should look at for people whose feet are in a crowd zone.
+
+    People are counted by their bottom-centre, so their bodies stand above the zone: the zone's
+    bounding box is extended up by 0.2 of the frame (a standing person in a street view) and a little
+    sideways.
+    """
+    x1, y1 = polygon_norm.min(axis=0)
+    x2, y2 = polygon_norm.max(axis=0)
+    return (max(0.0, x1 - 0.05), max(0.0, y1 - 0.2), min(1.0, x2 + 0.05), min(1.0, y2 + 0.02))
+
+
 class Pipeline:
     """One camera's analysis state. Zones can be replaced live with ``set_zones``."""
 
@@ -58,6 +70,12 @@ class Pipeline:
         specs = zones.zones if isinstance(zones, ZonesFile) else list(zones)
         self.zones = ZoneSet(specs)
         self.rules = [build_rule(z) for z in self.zones.rule_zones]
+        self.regions_norm = tuple(
+            crowd_region(z.polygon_norm) for z in self.zones.rule_zones if z.spec.kind == "crowd_area"
+        )
+
+    def frame_input(self, frame_bgr: np.ndarray, t: float) -> FrameInput:
+        return FrameInput(frame_bgr, t, self.stream, self.regions_norm)
 
     def needs_detection(self, frame_bgr: np.ndarray, t: float) -> bool:
         """Motion gate: False when the frame has not changed since the detector last ran."""
@@ -96,7 +114,7 @@ class Pipeline:
     def process(self, frame_bgr: np.ndarray, t: float) -> list[RuleEvent]:
         detections = None
         if self.needs_detection(frame_bgr, t):
-            detections = self.detector.detect(frame_bgr, t=t, stream=self.stream)
+            detections = self.detector.detect_batch([self.frame_input(frame_bgr, t)])[0]
         return self.step(frame_bgr, t, detections)
 
     def flush(self, t: float) -> list[RuleEvent]:
@@ -117,7 +135,7 @@ def process_many(
 ) -> list[list[RuleEvent]]:
     """One frame for each of several cameras sharing ``detector``: one batched detector call."""
     wanted = [i for i, (p, frame, t) in enumerate(items) if p.needs_detection(frame, t)]
-    batch = [FrameInput(items[i][1], items[i][2], items[i][0].stream) for i in wanted]
+    batch = [items[i][0].frame_input(items[i][1], items[i][2]) for i in wanted]
     found = dict(zip(wanted, detector.detect_batch(batch), strict=True)) if batch else {}
     return [p.step(frame, t, found.get(i)) for i, (p, frame, t) in enumerate(items)]
 

@@ -26,11 +26,16 @@ class BackendConfigBase(BaseModel):
 
 @dataclass
 class FrameInput:
-    """One frame to detect on: BGR pixels, its time in seconds and the camera it came from."""
+    """One frame to detect on: BGR pixels, its time in seconds and the camera it came from.
+
+    ``regions_norm`` are boxes (x1, y1, x2, y2, normalised 0..1) where the caller needs small people
+    counted (crowd zones); a backend may look at them closer (the onnx one zooms) or ignore them.
+    """
 
     frame_bgr: np.ndarray
     t: float = 0.0
     stream: str = "default"
+    regions_norm: tuple[tuple[float, float, float, float], ...] = ()
 
 
 class Detector:

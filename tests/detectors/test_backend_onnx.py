@@ -77,3 +77,36 @@ def test_importer_refuses_bad_input(tmp_path: Path) -> None:
         convert(cfg, b"\0" * 1000)
     with pytest.raises(DetectorError, match="not supported"):
         convert("[net]\nwidth=32\n[crnn]\n", b"\0" * 20)
+
+
+def test_zoomed_people_replace_the_whole_frame_people_in_their_region() -> None:
+    from detectors.backends.onnx import merge_zoomed
+    from tests.detectors.support import NAMES, dets
+
+    person, car = NAMES.index("person"), NAMES.index("car")
+    # The whole frame merged two people into one box and saw a car; the zoomed crop (offset 100, 200)
+    # sees the two people apart. A person outside the region stays as the whole frame found them.
+    whole = dets([(110, 210, 190, 330, "person"), (120, 250, 300, 320, "car"), (500, 100, 540, 200, "person")])
+    crop = dets([(10, 10, 45, 130, "person"), (50, 12, 90, 128, "person"), (20, 50, 200, 120, "car")])
+    merged = merge_zoomed(whole, [((100, 200, 400, 400), crop)], zoom_ids=[person], iou=0.45)
+    people = merged[merged.class_id == person]
+    assert sorted(people.xyxy.tolist()) == [[110, 210, 145, 330], [150, 212, 190, 328], [500, 100, 540, 200]]
+    assert merged[merged.class_id == car].xyxy.tolist() == [[120, 250, 300, 320]]  # not taken from the crop
+    assert merge_zoomed(whole, [], zoom_ids=[person], iou=0.45) is whole
+
+
+def test_zoom_region_finds_the_people_once(yolov3_tiny_onnx: Path) -> None:
+    image = cv2.imread(str(asset("bus.jpg")))
+    region = (0.0, 0.3, 1.0, 0.9)  # around the three people, less than half the frame: zoomed
+    zoomed = build_detector(OnnxConfig(model_path=yolov3_tiny_onnx, zoom_max_area=0.7))
+    dets = zoomed.detect_batch([FrameInput(image, regions_norm=(region,))])[0]
+    people = dets[dets.class_mask(["person"])]
+    iou = box_iou(np.array(PEOPLE, np.float32), people.xyxy)
+    assert (iou.max(axis=1) >= 0.5).all(), iou
+    pairwise = box_iou(people.xyxy, people.xyxy) - np.eye(len(people))
+    assert pairwise.max() <= 0.45  # no person twice
+    off = build_detector(OnnxConfig(model_path=yolov3_tiny_onnx, zoom=False))
+    plain = off.detect_batch([FrameInput(image, regions_norm=(region,))])[0]
+    assert plain.xyxy.tolist() == off.detect(image).xyxy.tolist()
+    bus = plain.class_mask(["bus"])
+    assert dets[dets.class_mask(["bus"])].xyxy.tolist() == plain[bus].xyxy.tolist()  # from the whole frame

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from detectors.backends import ClassicConfig, build_detector
 from detectors.motion import MotionGate
-from detectors.pipeline import Pipeline, analyze_frames, process_many
+from detectors.pipeline import Pipeline, analyze_frames, crowd_region, process_many
 from detectors.rules import RuleEvent
 from models.zonespec import parse_zones
 from tests.detectors.support import BOX, LANE, pasted_object
@@ -81,3 +82,8 @@ def test_process_many_batches_cameras(vtest_2fps: list[tuple[np.ndarray, float]]
         for i, events in enumerate(process_many(detector, items)):
             started[i] += sum(e.type == "started" for e in events)
     assert started == [1, 0, 1]
+
+
+def test_crowd_zones_become_regions_for_the_detector() -> None:
+    square = np.array([[0.1, 0.6], [0.5, 0.6], [0.5, 0.95], [0.1, 0.95]])
+    assert crowd_region(square) == pytest.approx((0.05, 0.4, 0.55, 0.97))
