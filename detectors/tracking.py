@@ -10,6 +10,10 @@ passing car is not a parked one.
 A detector that knows how long an object has stood still (the classic backend's pixel ages) says so in
 ``data["static_s"]``; the clock then counts from when the object stopped, not from when the tracker
 first saw it with confidence.
+
+A weak detection that continues a track is reported with the track's class and, in
+``data["track_score"]``, the best score the track has had: a parked stall that YOLOv3-tiny calls an
+umbrella at 0.5 once and at 0.15 (or a kite) after is still that umbrella, not noise.
 """
 
 from __future__ import annotations
@@ -44,14 +48,16 @@ class _Track:
     still_xyxy: np.ndarray
     still_since: float
     strikes: int = 0
+    best: float = 0.0
 
     def update(
         self, *, xyxy: np.ndarray, class_id: int, score: float, t: float, static_s: float, cfg: TrackerConfig
     ) -> None:
         self.xyxy = xyxy
-        if score >= self.score * 0.8:
+        if score >= self.score * 0.8 or score >= self.best * 0.8:
             self.class_id = class_id
         self.score = score
+        self.best = max(self.best, score)
         self.last_t = t
         if _same_place(xyxy, self.still_xyxy, cfg):
             self.strikes = 0
@@ -117,6 +123,8 @@ class Tracker:
         static = np.zeros(n, np.float32) if hint is None else np.clip(np.asarray(hint, np.float32), 0, None)
         out_ids = np.full(n, -1, np.int64)
         out_still = np.zeros(n, np.float32)
+        out_best = detections.confidence.astype(np.float32).copy()
+        out_class = detections.class_id.copy()
         high = np.nonzero(detections.confidence >= cfg.high_score)[0]
         low = np.nonzero((detections.confidence < cfg.high_score) & (detections.confidence >= cfg.low_score))[0]
 
@@ -136,6 +144,8 @@ class Tracker:
                 )
                 out_ids[d] = track.track_id
                 out_still[d] = t - track.still_since
+                out_best[d] = track.best
+                out_class[d] = track.class_id
                 matched_rows.add(r)
             free = [idx for r, idx in enumerate(free) if r not in matched_rows]
 
@@ -146,7 +156,7 @@ class Tracker:
             track = _Track(
                 track_id=self._next_id, xyxy=box, class_id=int(detections.class_id[d]),
                 score=float(detections.confidence[d]), last_t=t, still_xyxy=box,
-                still_since=t - float(static[d]),
+                still_since=t - float(static[d]), best=float(detections.confidence[d]),
             )
             self._next_id += 1
             self._tracks.append(track)
@@ -156,5 +166,7 @@ class Tracker:
         keep = out_ids >= 0  # weak detections that matched no track are dropped, as ByteTrack does
         tracked = detections[keep]
         tracked.tracker_id = out_ids[keep]
+        tracked.class_id = out_class[keep]
         tracked.data["stationary_s"] = out_still[keep]
+        tracked.data["track_score"] = out_best[keep]
         return tracked

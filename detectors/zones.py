@@ -57,13 +57,21 @@ class Zone:
         return self.mask(resolution_wh)[ys, xs].astype(bool)
 
     def select(self, detections: Detections, resolution_wh: tuple[int, int]) -> Detections:
-        """Detections this zone counts: anchor inside, class counted, score and area above minimum."""
+        """Detections this zone counts: anchor inside, class counted, score and area above minimum.
+
+        A tracked detection's score is its track's best (``data["track_score"]``), as ByteTrack keeps a
+        confirmed object through its weak detections.
+        """
         if len(detections) == 0:
             return detections
         w, h = resolution_wh
         keep = self.contains(detections, resolution_wh)
         keep &= detections.class_mask(tuple(self.counted))
-        keep &= detections.confidence >= self.spec.min_score
+        score = detections.confidence
+        best = detections.data.get("track_score")
+        if best is not None:
+            score = np.maximum(score, best)
+        keep &= score >= self.spec.min_score
         keep &= detections.area >= self.spec.min_area * w * h
         return detections[keep]
 

@@ -39,7 +39,10 @@ class OnnxConfig(BackendConfigBase):
     names_path: Path | None = Field(None, description="Class names, one a line, when the model has none.")
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto: CUDA when onnxruntime has it.")
     input_size: int | None = Field(None, ge=32, le=4096, description="For models with a dynamic input size.")
-    conf: float = Field(0.25, ge=0.0, le=1.0, description="Minimum score kept.")
+    conf: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="Minimum score kept: weak detections only continue tracks (ByteTrack's low threshold).",
+    )
     iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold.")
     threads: int = Field(1, ge=0, le=256, description="Intra-op threads per session (0: onnxruntime decides).")
     zoom: bool = Field(True, description="Detect again on a crop of each crowd region (one more inference).")

@@ -88,3 +88,12 @@ def test_parked_object_merging_with_a_passer_by_keeps_its_clock() -> None:
         out = tr.update(dets([(100, 100, 300 if grown else 200, 160, "static_object")]), t)
     assert out is not None and out.tracker_id is not None
     assert out.tracker_id.tolist() == [1] and out.data["stationary_s"][0] == 14.5
+
+
+def test_weak_detections_of_a_confirmed_track_keep_its_class_and_best_score() -> None:
+    tr = Tracker()
+    tr.update(dets([(100, 100, 200, 160, "umbrella")], score=0.55), 0.0)
+    # The next frames the detector calls it a car at 0.15 (YOLOv3-tiny on a drawn stall): same object.
+    out = tr.update(dets([(101, 100, 201, 160, "car")], score=0.15), 0.5)
+    assert out.names == ["umbrella"] and out.confidence.tolist() == [np.float32(0.15)]
+    assert out.data["track_score"].tolist() == [np.float32(0.55)]

@@ -99,3 +99,11 @@ def test_coverage_and_occupancy() -> None:
     fg = np.zeros((50, 50), np.uint8)
     fg[:, :10] = 1
     assert z.occupancy(fg) == pytest.approx(0.2)
+
+
+def test_select_takes_a_tracks_best_score() -> None:
+    zone = Zone(ZoneSpec(name="r", kind="road", polygon=[(0, 0), (1, 0), (1, 1), (0, 1)], min_score=0.3))
+    weak = dets([(10, 10, 60, 60, "umbrella")], score=0.15)
+    assert len(zone.select(weak, (100, 100))) == 0
+    weak.data["track_score"] = np.array([0.5], np.float32)
+    assert len(zone.select(weak, (100, 100))) == 1
