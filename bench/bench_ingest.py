@@ -226,6 +226,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ingest.json")
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--only", choices=["decode", "scale"], default=None)
+    parser.add_argument("--steps", default=None,
+                        help="scale steps to run, worker then bare, e.g. 360p:full:40,1080p:keyframes:50")
     sub = parser.add_subparsers(dest="cmd")
     m = sub.add_parser("_measure")
     m.add_argument("--url", required=True)
@@ -286,6 +288,9 @@ def main() -> None:
             # the bare reference right after the worker at the same count, so both see the same load
             plan = [(k, n, r) for k, ns in steps.items() for n in ns
                     for r in (("worker", "bare") if n in bare_steps[k] else ("worker",))]
+            if args.steps:
+                picked = [step.split(":") for step in args.steps.split(",")]
+                plan = [((res, mode), int(n), r) for res, mode, n in picked for r in ("worker", "bare")]
             for (res, mode), n, reader in plan:
                 stagger = 0.5 if res == "1080p" else 0.05
                 row = run_pinned([*me, "--url", server.url(f"/{res}"), "--n", str(n), "--mode", mode,

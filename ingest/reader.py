@@ -173,6 +173,8 @@ class StreamReader:
         while not self._stop.is_set():
             self.health.set_state(CameraState.CONNECTING)
             frames_before = self.health.input.count
+            ended = "error"
+            failure: SourceError | None = None
             try:
                 conn = self._open()
                 try:
@@ -181,18 +183,23 @@ class StreamReader:
                 finally:
                     conn.container.close()
             except SourceError as err:
-                reason = err.reason
-                self._remember(str(err))
+                failure = err
+            except Exception as err:  # top of the reconnect loop: a codec surprise must not end the camera
+                logger.exception("%s: unexpected error reading %s", self.camera_id, self.safe_url)
+                failure = SourceError(f"unexpected {type(err).__name__} reading {self.safe_url}", reason="error")
+            if failure is not None:
+                reason = failure.reason
+                self._remember(str(failure))
                 if self.health.input.count > frames_before:
                     failures = 0  # it streamed: the next wait starts short again
                 if opts.max_retries is not None and failures >= opts.max_retries:
                     self.health.set_state(CameraState.FAILED, reason)
-                    logger.warning("%s: giving up: %s", self.camera_id, err)
+                    logger.warning("%s: giving up: %s", self.camera_id, failure)
                     return f"failed: {reason}"
                 delay = backoff_delay(failures, opts, self._rng)
                 failures += 1
                 self.health.set_state(CameraState.BACKOFF, reason, retry_in_s=delay)
-                logger.info("%s: %s; retry %d in %.1fs", self.camera_id, err, failures, delay)
+                logger.info("%s: %s; retry %d in %.1fs", self.camera_id, failure, failures, delay)
                 if self._stop.wait(delay):
                     break
                 self.health.reconnects += 1

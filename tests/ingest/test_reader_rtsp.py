@@ -118,7 +118,8 @@ def test_server_restart_reconnects_by_itself(rtsp_server: Callable[..., RtspServ
 
 @pytest.mark.parametrize(
     ("case", "reason"),
-    [("wrong_path", "not_found"), ("refused_port", "refused"), ("silent_server", "timeout")],
+    [("wrong_path", "not_found"), ("refused_port", "refused"), ("silent_server", "timeout"),
+     ("garbage_server", "invalid_data")],
 )
 def test_unreachable_sources_end_in_a_clear_state(
     case: str,
@@ -126,12 +127,14 @@ def test_unreachable_sources_end_in_a_clear_state(
     rtsp_server: Callable[..., RtspServer],
     refused_port: int,
     silent_port: int,
+    garbage_port: int,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     urls = {
         "wrong_path": lambda: rtsp_server({"/live": Synthetic(width=320, height=180)}).url("/nope", user="admin", password="s3cret"),
         "refused_port": lambda: f"rtsp://admin:s3cret@127.0.0.1:{refused_port}/live",
         "silent_server": lambda: f"rtsp://admin:s3cret@127.0.0.1:{silent_port}/live",
+        "garbage_server": lambda: f"rtsp://admin:s3cret@127.0.0.1:{garbage_port}/live",
     }
     caplog.set_level(logging.DEBUG, logger="ingest")
     keep_trying = StreamReader("cam-bad", urls[case](), stream=FAST).start()
