@@ -126,6 +126,14 @@ class HealthRegistry:
                 health = self._cameras[camera_id] = CameraHealth(camera_id)
             return health
 
+    def fresh(self, camera_id: str) -> CameraHealth:
+        """A new health object for ``camera_id`` replacing the old one (a restarted reader must not
+        share it with the stopping reader, whose last words would overwrite the new state)."""
+        health = CameraHealth(camera_id)
+        with self._lock:
+            self._cameras[camera_id] = health
+        return health
+
     def remove(self, camera_id: str) -> None:
         with self._lock:
             self._cameras.pop(camera_id, None)

@@ -281,7 +281,7 @@ class CameraSupervisor:
             spec.url,
             stream=spec.stream,
             sampling=spec.sampling,
-            health=self.health.get(spec.camera_id),
+            health=self.health.fresh(spec.camera_id),
             output=self._slots,
         )
         self._readers[spec.camera_id] = reader
