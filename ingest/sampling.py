@@ -124,7 +124,10 @@ class DisplayTap:
         self._cache = None
 
     def latest_bgr(self, width: int | None = None) -> tuple[np.ndarray, float] | None:
-        """(BGR image, capture time) of the newest tapped frame, or None before the first one."""
+        """(BGR image, capture time) of the newest tapped frame, or None before the first one.
+
+        The image is cached and shared by every caller asking for the same width: do not modify it.
+        """
         latest = self._latest
         if latest is None:
             return None

@@ -2,20 +2,28 @@
 
 The seam for ``gridpatrol/worker.py``::
 
+    cfg = IngestSettings()                                   # ingest.settings, GRIDPATROL_* variables
+    leases = RedisLeaseStore.from_url(redis_url, prefix=cfg.lease_prefix) if redis_url else MemoryLeaseStore()
     supervisor = CameraSupervisor(
-        worker_id="worker-1", leases=RedisLeaseStore.from_url(url) or MemoryLeaseStore(),
-        on_frame=pipeline.submit, capacity=64, health=HealthRegistry(),
-    )
-    supervisor.start()
-    supervisor.set_cameras([CameraSpec("cam-1", "rtsp://..."), ...])   # the whole fleet, any time
+        worker_id=f"{socket.gethostname()}-{os.getpid()}", leases=leases, on_frame=pipeline.submit,
+        capacity=cfg.worker_capacity, lease_ttl_s=cfg.lease_ttl_s, stagger_s=cfg.connect_stagger_s,
+    ).start()
+    HealthCollector(supervisor.health).register(metrics_registry)       # Prometheus, scrape-time
+    supervisor.set_cameras(                                              # the whole fleet, any time
+        CameraSpec(c.id, c.rtsp_url, stream=cfg.stream_options(), sampling=cfg.sampling_options())
+        for c in cameras)
     supervisor.upsert(spec); supervisor.remove("cam-1")                  # bus: camera added/changed/removed
-    supervisor.health_snapshot(); supervisor.latest_display("cam-1", width=480)
+    supervisor.owned(); supervisor.health_snapshot()                     # {camera_id: {state, fps, ...}}
+    supervisor.latest_display("cam-1", width=480)                        # wall tile: (BGR, capture_ts)
     supervisor.stop()                                                    # stops readers, releases leases
 
 ``on_frame(camera_id, frame_bgr, capture_ts, stream_ts)`` is called from the supervisor's dispatcher
-thread(s), one frame at a time per thread, only for cameras whose lease is held; each camera keeps
-only its newest unhandled frame (:class:`~ingest.handoff.CameraSlots`), so a slow ``on_frame`` drops
-frames instead of building latency, and the decoders never wait for it.
+thread (one by default, so it need not be thread-safe), only for cameras whose lease is held;
+``frame_bgr`` is a fresh ``uint8`` array (H, W, 3) at the analysis width that the callee may keep,
+``capture_ts`` is ``time.time()`` when it was decoded and ``stream_ts`` its presentation time in
+seconds (None when the source has none). Each camera keeps only its newest unhandled frame
+(:class:`~ingest.handoff.CameraSlots`), so a slow ``on_frame`` drops frames
+(``superseded_frames``) instead of building latency, and the decoders never wait for it.
 
 Ownership: every ``lease_ttl_s / 3`` the control thread heartbeats, renews its leases (stopping the
 readers of any it lost), and moves towards its fair share of the fleet (:func:`fair_share`,
