@@ -1,48 +1,15 @@
-"""Fixtures for ingest tests: generated clips (once per session) and GStreamer RTSP servers."""
+"""Fixtures for ingest tests: clips and RTSP servers (shared, see tests.support.rtsp_fixtures) and
+local sockets that misbehave like broken cameras."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from tests.support.require import require
-from tests.support.rtsp_server import Mount, RtspServer, gstreamer_available, make_clip
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Small H.264 clips: 320x180 @ 25 fps, GOP 25 (a keyframe a second), 8 s, as .mp4 and .ts."""
-    require(shutil.which("ffmpeg") is not None, "ffmpeg (Debian package ffmpeg)")
-    folder = tmp_path_factory.mktemp("clips")
-    return {
-        "mp4": make_clip(folder / "c180.mp4", width=320, height=180, fps=25, seconds=8, gop=25),
-        "ts": make_clip(folder / "c180.ts", width=320, height=180, fps=25, seconds=8, gop=25),
-    }
-
-
-@pytest.fixture(scope="session")
-def gstreamer() -> None:
-    require(gstreamer_available(), "GStreamer rtsp-server for /usr/bin/python3 (gir1.2-gst-rtsp-server-1.0)")
-
-
-@pytest.fixture
-def rtsp_server(gstreamer: None) -> Iterator[Callable[..., RtspServer]]:
-    """Factory: ``rtsp_server({"/path": Synthetic(...)}, credentials=...)`` started; all stopped after."""
-    servers: list[RtspServer] = []
-
-    def start(mounts: Mapping[str, Mount], **kwargs: object) -> RtspServer:
-        server = RtspServer(mounts, **kwargs)  # type: ignore[arg-type]
-        servers.append(server)
-        return server.start()
-
-    yield start
-    for server in servers:
-        server.stop()
+from tests.support.rtsp_fixtures import clips, gstreamer, rtsp_server  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
