@@ -28,7 +28,8 @@ def probe(
 
     Keys: ``url`` (redacted), ``ok`` (frames were decoded), ``state``/``reason`` (the reader's
     final health state), ``codec``, ``resolution_wh``, ``nominal_fps`` (what the stream declares),
-    ``input_fps`` (frames per second of stream time: the camera's real rate), ``decode_fps`` (frames
+    ``input_fps`` (frames per second of stream time: the camera's real rate; with
+    ``keyframes_only`` the keyframe rate), ``decode_fps`` (frames
     decoded per second of wall time), ``frames_decoded``, ``keyframes``,
     ``keyframe_interval_s`` (mean gap between keyframes in stream time, None below two),
     ``decode_errors``, ``bytes``, ``seconds`` (time spent reading) and ``errors`` (redacted messages).
