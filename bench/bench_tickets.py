@@ -7,14 +7,17 @@ Redis + PostgreSQL.
 Throughput: ``--events`` rule events (1/10 ``started``, 8/10 ``updated``, 1/10 ``ended``, each episode
 on its own zone, so a tenth of the events open a ticket) are published first, then one ticketer
 drains them; events/s = events / time to the last occurrence committed.
-Latency: events are published at ``--rate`` per second for 10 s while a reader polls the tickets
-table every 2 ms; the latency of an episode is first-seen − publish time of its ``started``.
+Latency: events are published at ``--rate`` per second for 12 s while a reader polls the tickets
+table every 2 ms; the latency of an episode is first-seen − publish time of its ``started``; episodes
+started in the first 2 s (cold caches) are not counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -108,19 +111,43 @@ def run_ticketer(bus: Bus, factory, desk) -> tuple[Ticketer, threading.Event, th
     return t, stop, th
 
 
-def throughput(mode: str, n_events: int) -> float:
+def ticketer_processes(n: int, url: str, namespace: str) -> list[subprocess.Popen[bytes]]:
+    """``n`` real ``gridpatrol ticketer`` processes on the distributed set-up."""
+    env = {
+        **os.environ,
+        "GRIDPATROL_DATABASE_URL": url,
+        "GRIDPATROL_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "GRIDPATROL_BUS_NAMESPACE": namespace,
+        "GRIDPATROL_DATA_DIR": tempfile.mkdtemp(),
+    }
+    exe = str(Path(sys.executable).parent / "gridpatrol")
+    return [subprocess.Popen([exe, "ticketer"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+
+
+def throughput(mode: str, n_events: int, *, processes: int = 0) -> float:
+    """Events/s through one in-process ticketer thread, or through ``processes`` ticketer processes."""
     engine, factory, bus, desk, cams, cleanup = setup(mode)
     t0 = datetime.now(UTC)
     events = [e for i in range(n_events // 10) for e in episode(cams[i % len(cams)], i, t0 + timedelta(seconds=i))]
+    procs: list[subprocess.Popen[bytes]] = []
+    if processes:
+        procs = ticketer_processes(processes, engine.url.render_as_string(hide_password=False), bus._ns)  # type: ignore[attr-defined]
+        time.sleep(3)  # let them start and join the group before the clock starts
     for k in range(0, len(events), 1000):
         bus.publish(RULE_EVENTS, events[k : k + 1000])
     start = time.perf_counter()
-    _, stop, th = run_ticketer(bus, factory, desk)
+    if not processes:
+        _, stop, th = run_ticketer(bus, factory, desk)
     while count(factory, TicketOccurrence) < len(events):
         time.sleep(0.05)
     elapsed = time.perf_counter() - start
-    stop.set()
-    th.join()
+    if processes:
+        for p in procs:
+            p.terminate()
+            p.wait()
+    else:
+        stop.set()
+        th.join()
     assert count(factory, Ticket) == len(events) // 10
     engine.dispose()
     if cleanup:
@@ -128,9 +155,21 @@ def throughput(mode: str, n_events: int) -> float:
     return len(events) / elapsed
 
 
-def latency(mode: str, rate: int, seconds: float = 10.0) -> tuple[float, float, float, int]:
+WARMUP_S = 2.0
+
+
+def latency(mode: str, rate: int, seconds: float = 12.0, *, processes: int = 0) -> tuple[float, float, float, int]:
+    """started → ticket readable, with the ticketer as a thread here or as ``processes`` real processes
+    (as deployed: then it does not share this process's GIL with the publisher and the reader)."""
     engine, factory, bus, desk, cams, cleanup = setup(mode)
-    _, stop, th = run_ticketer(bus, factory, desk)
+    procs: list[subprocess.Popen[bytes]] = []
+    if processes:
+        procs = ticketer_processes(processes, engine.url.render_as_string(hide_password=False), bus._ns)  # type: ignore[attr-defined]
+        time.sleep(3)
+        stop, th = threading.Event(), threading.Thread(target=lambda: None)
+        th.start()
+    else:
+        _, stop, th = run_ticketer(bus, factory, desk)
     published: dict[str, float] = {}
     seen: dict[str, float] = {}
     done = threading.Event()
@@ -177,7 +216,12 @@ def latency(mode: str, rate: int, seconds: float = 10.0) -> tuple[float, float, 
     rd.join()
     stop.set()
     th.join()
-    lat = sorted((seen[z] - published[z]) * 1000 for z in published if z in seen)
+    for p in procs:
+        p.terminate()
+        p.wait()
+    # steady state: the first WARMUP_S of episodes (cold statement caches, connection set-up) are not counted
+    warm = start + WARMUP_S
+    lat = sorted((seen[z] - published[z]) * 1000 for z in published if z in seen and published[z] >= warm)
     engine.dispose()
     if cleanup:
         cleanup()
@@ -191,6 +235,7 @@ def main() -> None:
     ap.add_argument("--mode", choices=["embedded", "distributed", "both"], default="both")
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--ticketers", type=int, default=2, help="distributed: also measure N ticketer processes")
     args = ap.parse_args()
     modes = ["embedded", "distributed"] if args.mode == "both" else [args.mode]
     print("| mode | events/s through one ticketer | started→ticket p50 ms | p99 ms | max ms | episodes |")
@@ -200,6 +245,11 @@ def main() -> None:
         p50, p99, worst, n = latency(mode, args.rate)
         label = "embedded (in-process bus, SQLite WAL)" if mode == "embedded" else "Redis Streams + PostgreSQL"
         print(f"| {label} | {eps:,.0f} | {p50:.1f} | {p99:.1f} | {worst:.1f} | {n} |", flush=True)
+        if mode == "distributed":
+            for n in sorted({1, args.ticketers}):
+                eps = throughput(mode, args.events, processes=n)
+                p50, p99, worst, count_ = latency(mode, args.rate, processes=n)
+                print(f"| {label}, {n} ticketer process(es) | {eps:,.0f} | {p50:.1f} | {p99:.1f} | {worst:.1f} | {count_} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Result, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -40,9 +40,10 @@ class IngestResult:
     surplus_evidence: list[str] = field(default_factory=list)
 
 
-def pairs(session: Session, stmt: Any) -> dict[Any, Any]:
-    """{first column: second column} of a two-column select."""
-    return {row[0]: row[1] for row in session.execute(stmt)}
+def pairs(source: Session | Result[Any], stmt: Any = None) -> dict[Any, Any]:
+    """{first column: second column} of a two-column select (or of an executed statement's rows)."""
+    rows = source.execute(stmt) if isinstance(source, Session) else source
+    return {row[0]: row[1] for row in rows}
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -51,29 +52,22 @@ def _insert(session: Session, table: Any) -> Any:
 
 
 def ingest_events(session: Session, desk: TicketDesk, events: Sequence[RuleEvent]) -> IngestResult:
-    """Apply a batch inside the caller's transaction; safe to call again with any subset of it."""
+    """Apply a batch inside the caller's transaction; safe to call again with any subset of it.
+
+    The common case (events of episodes that already have their ticket) costs four statements: the
+    episodes, the occurrence insert, the tickets, one UPDATE of their counters.
+    """
     result = IngestResult()
     unique = {e.event_id: e for e in events}
     result.duplicates = len(events) - len(unique)
     if not unique:
         return result
-    seen = set(session.scalars(select(TicketOccurrence.event_id).where(TicketOccurrence.event_id.in_(unique))))
-    result.duplicates += len(seen)
-    pending = sorted((e for e in unique.values() if e.event_id not in seen), key=lambda e: (e.at, _TYPE_ORDER[e.type]))
+    pending = sorted(unique.values(), key=lambda e: (e.at, _TYPE_ORDER[e.type]))
+
+    episode_ticket, created = _episode_tickets(session, desk, pending, result)
+    pending = [e for e in pending if e.episode_key in episode_ticket]
     if not pending:
         return result
-
-    camera_ids = {e.camera_id for e in pending}
-    grid_of = pairs(session, select(Camera.id, Camera.grid_id).where(Camera.id.in_(camera_ids)))
-    orphans = [e for e in pending if e.camera_id not in grid_of]
-    if orphans:
-        logger.warning("dropping %d rule events of unknown cameras %s", len(orphans), sorted({e.camera_id for e in orphans}))
-        result.orphans = len(orphans)
-        pending = [e for e in pending if e.camera_id in grid_of]
-    if not pending:
-        return result
-
-    episode_ticket = _episode_tickets(session, desk, pending, grid_of)
 
     occ_rows = [
         {
@@ -101,7 +95,13 @@ def ingest_events(session: Session, desk: TicketDesk, events: Sequence[RuleEvent
             .where(Ticket.id.in_({episode_ticket[e.episode_key] for e in fresh}))
         )
     }
-    leaders = desk.leaders_by_grid(session, {t.grid_id for t in tickets.values()})
+    for tid in created & tickets.keys():
+        ticket = tickets[tid]
+        desk.set_deadlines(ticket, ticket.opened_at)
+        desk.record(session, ticket, action="open", to_state=TicketState.open, actor=None, at=ticket.opened_at, note="视频自动发现")
+    # grid leaders are needed only where a ticket is dispatched (new) or re-dispatched (reopened)
+    needs_leaders = {t.grid_id for t in tickets.values() if t.occurrence_count == 0 or t.state == TicketState.resolved.value}
+    leaders = desk.leaders_by_grid(session, needs_leaders)
     surplus: list[str] = []
     with session.no_autoflush:
         for e in fresh:
@@ -119,9 +119,10 @@ def ingest_events(session: Session, desk: TicketDesk, events: Sequence[RuleEvent
 
 
 def _episode_tickets(
-    session: Session, desk: TicketDesk, events: Sequence[RuleEvent], grid_of: dict[int, int | None]
-) -> dict[str, int]:
-    """episode key → ticket id for every event, creating tickets and episodes as needed."""
+    session: Session, desk: TicketDesk, events: Sequence[RuleEvent], result: IngestResult
+) -> tuple[dict[str, int], set[int]]:
+    """(episode key → ticket id, ids of tickets created now), creating tickets and episodes as needed.
+    Events of a camera that no longer exists are dropped (counted as orphans)."""
     keys = {e.episode_key for e in events}
     found = pairs(session, select(TicketEpisode.episode_key, TicketEpisode.ticket_id).where(TicketEpisode.episode_key.in_(keys)))
     first_of_missing: dict[str, RuleEvent] = {}
@@ -129,7 +130,17 @@ def _episode_tickets(
         if e.episode_key not in found:
             first_of_missing.setdefault(e.episode_key, e)
     if not first_of_missing:
-        return found
+        return found, set()
+
+    camera_ids = {e.camera_id for e in first_of_missing.values()}
+    grid_of = pairs(session, select(Camera.id, Camera.grid_id).where(Camera.id.in_(camera_ids)))
+    orphans = [k for k, e in first_of_missing.items() if e.camera_id not in grid_of]
+    if orphans:
+        unknown = sorted({first_of_missing[k].camera_id for k in orphans})
+        result.orphans = sum(1 for e in events if e.camera_id in unknown)
+        logger.warning("dropping %d rule events of unknown cameras %s", result.orphans, unknown)
+        for k in orphans:
+            del first_of_missing[k]
 
     live_keys = {e.live_key for e in first_of_missing.values()}
     live = pairs(session, select(Ticket.active_key, Ticket.id).where(Ticket.active_key.in_(live_keys)))
@@ -137,40 +148,16 @@ def _episode_tickets(
     for e in first_of_missing.values():
         if e.live_key not in live:
             to_create.setdefault(e.live_key, e)
+    created: set[int] = set()
     if to_create:
-        rows = []
-        for live_key, e in sorted(to_create.items()):
-            category = RULE_CATEGORY[e.rule]
-            policy = desk.settings.category(category)
-            rows.append(
-                {
-                    "category": category,
-                    "case_code": policy.case_code,
-                    "source": "camera",
-                    "camera_id": e.camera_id,
-                    "zone_name": e.zone,
-                    "rule": e.rule,
-                    "active_key": live_key,
-                    "grid_id": grid_of[e.camera_id],
-                    "state": TicketState.open.value,
-                    "opened_at": e.at,
-                    "updated_at": e.at,
-                    "escalation_level": 0,
-                    "condition_active": False,
-                    "occurrence_count": 0,
-                    "snapshot_count": 0,
-                    "photos": [],
-                    "description": "",
-                }
-            )
+        rows = [_new_ticket_row(desk, live_key, e, grid_of[e.camera_id]) for live_key, e in sorted(to_create.items())]
         stmt = _insert(session, Ticket).on_conflict_do_nothing(index_elements=["active_key"])
-        created_ids = set(session.scalars(stmt.returning(Ticket.id), rows))
-        live = pairs(session, select(Ticket.active_key, Ticket.id).where(Ticket.active_key.in_(live_keys)))
-        if created_ids:
-            for ticket in session.scalars(select(Ticket).where(Ticket.id.in_(created_ids))):
-                desk.set_deadlines(ticket, ticket.opened_at)
-                desk.record(session, ticket, action="open", to_state=TicketState.open, actor=None, at=ticket.opened_at, note="视频自动发现")
-                ticket.description = f"{ticket.case_code} · {ticket.zone_name}"
+        won = pairs(session.execute(stmt.returning(Ticket.active_key, Ticket.id), rows))
+        live.update(won)
+        created = set(won.values())
+        if len(won) < len(rows):  # another ticketer created some first: read theirs
+            lost = set(to_create) - set(won)
+            live.update(pairs(session, select(Ticket.active_key, Ticket.id).where(Ticket.active_key.in_(lost))))
 
     ep_rows = [
         {"episode_key": k, "ticket_id": live[e.live_key], "started_at": e.episode_start}
@@ -178,14 +165,39 @@ def _episode_tickets(
         if e.live_key in live
     ]
     if ep_rows:
-        session.execute(_insert(session, TicketEpisode).on_conflict_do_nothing(index_elements=["episode_key"]), ep_rows)
-    found.update(
-        pairs(
-            session,
-            select(TicketEpisode.episode_key, TicketEpisode.ticket_id).where(TicketEpisode.episode_key.in_(first_of_missing)),
-        )
-    )
-    return found
+        stmt = _insert(session, TicketEpisode).on_conflict_do_nothing(index_elements=["episode_key"])
+        won_eps = pairs(session.execute(stmt.returning(TicketEpisode.episode_key, TicketEpisode.ticket_id), ep_rows))
+        found.update(won_eps)
+        lost_eps = {r["episode_key"] for r in ep_rows} - set(won_eps)
+        if lost_eps:
+            found.update(
+                pairs(session, select(TicketEpisode.episode_key, TicketEpisode.ticket_id).where(TicketEpisode.episode_key.in_(lost_eps)))
+            )
+    return found, created
+
+
+def _new_ticket_row(desk: TicketDesk, live_key: str, e: RuleEvent, grid_id: int | None) -> dict[str, Any]:
+    category = RULE_CATEGORY[e.rule]
+    policy = desk.settings.category(category)
+    return {
+        "category": category,
+        "case_code": policy.case_code,
+        "source": "camera",
+        "camera_id": e.camera_id,
+        "zone_name": e.zone,
+        "rule": e.rule,
+        "active_key": live_key,
+        "grid_id": grid_id,
+        "state": TicketState.open.value,
+        "opened_at": e.at,
+        "updated_at": e.at,
+        "escalation_level": 0,
+        "condition_active": False,
+        "occurrence_count": 0,
+        "snapshot_count": 0,
+        "photos": [],
+        "description": f"{policy.case_code} · {e.zone}",
+    }
 
 
 #: ticket columns an event changes; written for every touched ticket in one executemany UPDATE
