@@ -173,11 +173,25 @@ def worker_cmd(
     capacity: Annotated[int | None, typer.Option(help="Most cameras this worker reads (default from settings)")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port")] = None,
     metrics_host: Annotated[str, typer.Option(help="Address of the metrics endpoint")] = "127.0.0.1",
+    processes: Annotated[
+        int, typer.Option(help="Worker processes to run (one per core: decoding many cameras is GIL-bound)")
+    ] = 1,
 ) -> None:
     """Read cameras (claimed through leases), run the detectors and publish rule events."""
-    from gridpatrol.runtime import Runtime, stop_on_signals
+    from gridpatrol.runtime import Runtime, run_process_group, stop_on_signals
 
     settings = load_settings()
+    if processes < 1:
+        fail("--processes must be at least 1")
+    if processes > 1:
+        if not settings.storage.redis_url:
+            fail("--processes > 1 needs GRIDPATROL_REDIS_URL: the processes share cameras through Redis leases")
+        child = ["worker"] + (["--capacity", str(capacity)] if capacity is not None else [])
+        commands = [
+            child + (["--metrics-port", str(metrics_port + i), "--metrics-host", metrics_host] if metrics_port else [])
+            for i in range(processes)
+        ]
+        raise typer.Exit(run_process_group(commands))
     try:
         runtime = Runtime.build(settings)
         w = runtime.start_worker(capacity=capacity)

@@ -130,3 +130,37 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def run_process_group(commands: list[list[str]], *, restart_backoff_s: float = 2.0) -> int:
+    """Run ``gridpatrol <command>`` once per entry and keep them running: a child that dies is started
+    again (after a pause); SIGTERM/SIGINT stop them all (TERM, then KILL after a grace period)."""
+    import subprocess
+    import sys
+    import time
+
+    exe = [sys.executable, "-m", "gridpatrol"]
+    stop = threading.Event()
+    children: list[subprocess.Popen[bytes] | None] = [None] * len(commands)
+    with stop_on_signals(stop):
+        while not stop.is_set():
+            for i, cmd in enumerate(commands):
+                child = children[i]
+                if child is None or child.poll() is not None:
+                    if child is not None:
+                        logger.warning("worker process %d exited with %s; starting it again", i, child.returncode)
+                        time.sleep(restart_backoff_s)
+                    children[i] = subprocess.Popen([*exe, *cmd])
+            stop.wait(1.0)
+    for child in children:
+        if child is not None and child.poll() is None:
+            child.terminate()
+    for child in children:
+        if child is None:
+            continue
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return 0
