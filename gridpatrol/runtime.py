@@ -11,9 +11,10 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +26,9 @@ from models.db import make_engine, make_session_factory, upgrade
 from models.evidence import FileEvidenceStore
 from models.health_board import HealthBoard, make_health_board
 from models.tickets import TicketDesk
+
+if TYPE_CHECKING:  # the worker pulls in the detectors: imported only by processes that run one
+    from gridpatrol.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +61,8 @@ class Runtime:
             health_board=make_health_board(settings.storage.redis_url, namespace=settings.storage.bus_namespace),
         )
 
-    def spawn(self, name: str, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
+    def spawn(self, name: str, target: Callable[..., object], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()
         self.threads.append(thread)
 
@@ -79,7 +83,7 @@ class Runtime:
             self.spawn("webhooks", lambda: run_webhooks(self.factory, secret=self.settings.tickets.webhook_secret, stop=self.stop))
         return ticketer
 
-    def start_worker(self, *, capacity: int | None = None):  # type: ignore[no-untyped-def]
+    def start_worker(self, *, capacity: int | None = None) -> Worker:
         from gridpatrol.analyze import backend_config
         from gridpatrol.worker import Worker
         from ingest.leases import MemoryLeaseStore, RedisLeaseStore
