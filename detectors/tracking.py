@@ -11,6 +11,10 @@ A detector that knows how long an object has stood still (the classic backend's 
 ``data["static_s"]``; the clock then counts from when the object stopped, not from when the tracker
 first saw it with confidence.
 
+A detector that sees an object's inside keep changing (the classic backend: people standing and
+talking fidget, a stall does not) marks it in ``data["still_reset"]``: its stationary clock restarts,
+however long the box itself has not moved.
+
 A weak detection that continues a track is reported with the track's class and, in
 ``data["track_score"]``, the best score the track has had: a parked stall that YOLOv3-tiny calls an
 umbrella at 0.5 once and at 0.15 (or a kite) after is still that umbrella, not noise.
@@ -51,7 +55,8 @@ class _Track:
     best: float = 0.0
 
     def update(
-        self, *, xyxy: np.ndarray, class_id: int, score: float, t: float, static_s: float, cfg: TrackerConfig
+        self, *, xyxy: np.ndarray, class_id: int, score: float, t: float, static_s: float, reset: bool,
+        cfg: TrackerConfig,
     ) -> None:
         self.xyxy = xyxy
         if score >= self.score * 0.8 or score >= self.best * 0.8:
@@ -59,6 +64,9 @@ class _Track:
         self.score = score
         self.best = max(self.best, score)
         self.last_t = t
+        if reset:
+            self.still_xyxy, self.still_since, self.strikes = xyxy, t, 0
+            return
         if _same_place(xyxy, self.still_xyxy, cfg):
             self.strikes = 0
             self.still_since = min(self.still_since, t - static_s)
@@ -121,6 +129,8 @@ class Tracker:
         n = len(detections)
         hint = detections.data.get("static_s")
         static = np.zeros(n, np.float32) if hint is None else np.clip(np.asarray(hint, np.float32), 0, None)
+        reset_hint = detections.data.get("still_reset")
+        reset = np.zeros(n, bool) if reset_hint is None else np.asarray(reset_hint, bool)
         out_ids = np.full(n, -1, np.int64)
         out_still = np.zeros(n, np.float32)
         out_best = detections.confidence.astype(np.float32).copy()
@@ -140,7 +150,8 @@ class Tracker:
                 d = int(subset[c])
                 track.update(
                     xyxy=detections.xyxy[d], class_id=int(detections.class_id[d]),
-                    score=float(detections.confidence[d]), t=t, static_s=float(static[d]), cfg=cfg,
+                    score=float(detections.confidence[d]), t=t, static_s=float(static[d]),
+                    reset=bool(reset[d]), cfg=cfg,
                 )
                 out_ids[d] = track.track_id
                 out_still[d] = t - track.still_since
@@ -156,7 +167,7 @@ class Tracker:
             track = _Track(
                 track_id=self._next_id, xyxy=box, class_id=int(detections.class_id[d]),
                 score=float(detections.confidence[d]), last_t=t, still_xyxy=box,
-                still_since=t - float(static[d]), best=float(detections.confidence[d]),
+                still_since=t if reset[d] else t - float(static[d]), best=float(detections.confidence[d]),
             )
             self._next_id += 1
             self._tracks.append(track)

@@ -17,6 +17,12 @@ stationary clock starts when the object stopped, not ``static_s`` later when it 
 pixel also remembers since when it has differed from the slow model. Global lighting changes are compensated with a median gain. The
 foreground that has stayed at least ``occupancy_s`` is returned as an occupancy mask, from which the
 crowding rule estimates a head count: people standing together stay, walkers crossing do not.
+
+People standing still are foreground that stays too, but they fidget: each pixel keeps a recent rate of
+change while it is foreground (``restless_tau_s``; the frame it turns foreground is not counted, so an
+object's arrival is not). A blob whose mean rate exceeds ``restless_max`` is reported with
+``data["still_reset"]``: its standing clock restarts (on vtest.avi two people talking by a sign score
+0.10-0.19, a drawn stall with walkers crossing in front of it at most 0.08).
 """
 
 from __future__ import annotations
@@ -50,6 +56,14 @@ class ClassicConfig(BackendConfigBase):
     occupancy_s: float = Field(
         2.0, ge=0, le=600, description="Seconds foreground must stay to count as occupancy (crowding)."
     )
+    restless_tau_s: float = Field(
+        4.0, gt=0, le=600, description="Time constant of each pixel's recent-change rate inside foreground."
+    )
+    restless_max: float = Field(
+        0.095, ge=0, le=1,
+        description="A blob whose pixels changed more often than this recently (mean rate per detect) is alive "
+        "(people standing fidget), not a static object: its standing clock restarts.",
+    )
 
 
 class _SceneModel:
@@ -65,6 +79,9 @@ class _SceneModel:
         self.clear = np.zeros(shape, np.float32)
         self.latched = np.zeros(shape, bool)
         self.fg_since = np.full(shape, t, np.float64)  # since when each pixel differs from the slow model
+        self.prev = img.copy()
+        self.prev_fg = np.zeros(shape, bool)
+        self.change = np.zeros(shape, np.float32)  # recent rate of change while foreground (0..1)
 
 
 class ClassicDetector(Detector):
@@ -115,6 +132,14 @@ class ClassicDetector(Detector):
         learn = ~model.latched
         model.slow[learn] += a_slow * (img_c[learn] - model.slow[learn])
 
+        # Inside foreground that was already there, how often pixels change: people standing fidget,
+        # a stall does not. The frame where a pixel turns foreground (arrival) is not counted.
+        changed = (np.abs(img - model.prev).max(axis=2) > cfg.threshold) & slow_fg & model.prev_fg
+        a_change = 1.0 - np.exp(-dt / cfg.restless_tau_s) if dt else 0.0
+        model.change += a_change * (changed.astype(np.float32) - model.change)
+        model.change[~slow_fg] = 0.0
+        model.prev, model.prev_fg = img, slow_fg
+
         still = slow_fg & ~fast_fg
         model.age[still] += dt
         model.age[~slow_fg] = 0.0
@@ -142,7 +167,11 @@ class ClassicDetector(Detector):
         dets = Detections(
             xyxy=xyxy, confidence=np.array([b[1] for b in blobs], np.float32),
             class_id=np.zeros(len(blobs), np.int64), class_names=self.class_names,
-            data={"static_s": np.array([b[2] for b in blobs], np.float32)},
+            data={
+                "static_s": np.array([b[2] for b in blobs], np.float32),
+                "restless": np.array([b[3] for b in blobs], np.float32),
+                "still_reset": np.array([b[3] > cfg.restless_max for b in blobs], bool),
+            },
         )
         dets.metadata["occupancy_mask"] = occupancy
         return dets
@@ -154,8 +183,9 @@ class ClassicDetector(Detector):
 
     def _blobs(
         self, model: _SceneModel, img: np.ndarray, *, min_px: float, t: float
-    ) -> list[tuple[list[float], float, float]]:
-        """Boxes (work pixels), confidences and standing times of latched blobs; ghosts are learnt away."""
+    ) -> list[tuple[list[float], float, float, float]]:
+        """Boxes (work pixels), confidences, standing times and restlessness of latched blobs; ghosts are
+        learnt away."""
         mask = cv2.morphologyEx(model.latched.astype(np.uint8), cv2.MORPH_CLOSE, self._kernel)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -163,7 +193,7 @@ class ClassicDetector(Detector):
             return []
         gray_now = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_BGR2GRAY)
         gray_bg = cv2.cvtColor(model.slow.astype(np.uint8), cv2.COLOR_BGR2GRAY)
-        out: list[tuple[list[float], float, float]] = []
+        out: list[tuple[list[float], float, float, float]] = []
         H, W = mask.shape
         for i in range(1, n):
             x, y, w, h, area = (int(v) for v in stats[i])
@@ -180,8 +210,12 @@ class ClassicDetector(Detector):
                 model.fg_since[blob] = t
                 continue
             fill = area / float(w * h)
-            standing = float(np.median(model.age[labels == i]))
-            out.append(([x, y, x + w, y + h], float(min(0.95, 0.5 + 0.5 * fill)), standing))
+            blob = labels == i
+            restless = float(model.change[blob].mean())
+            if restless > self.config.restless_max:  # people fidgeting: their standing clock restarts
+                model.age[blob] = 0.0
+            standing = float(np.median(model.age[blob]))
+            out.append(([x, y, x + w, y + h], float(min(0.95, 0.5 + 0.5 * fill)), standing, restless))
         return out
 
 

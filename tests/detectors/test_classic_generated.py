@@ -51,3 +51,38 @@ def test_occupancy_counts_who_stays_not_who_walks_through() -> None:
         (walker if t < 20 else stander).append(int(occupancy.sum()))
     assert max(walker) == 0, walker
     assert stander[-1] >= 0.8 * 60 * 20, stander[-1]
+
+
+def test_people_fidgeting_are_not_a_static_object_but_a_rigid_crate_is() -> None:
+    """Two blobs stand still from t=10 s: a crate, and a person whose clothes keep changing (turning,
+    gesturing). Only the crate's standing clock runs; the person's restarts while it fidgets."""
+    from detectors.tracking import Tracker
+
+    detector = build_detector(ClassicConfig(work_width=W))
+    tracker = Tracker()
+    road = textured()
+    crate = pasted_object()  # 60 x 90
+    rng = np.random.default_rng(5)
+    palette = np.array([(40, 40, 160), (150, 40, 40), (40, 120, 40), (30, 30, 30), (170, 170, 60)], np.uint8)
+    body = np.repeat(np.repeat(palette[rng.integers(0, 5, (8, 3))], 8, axis=0), 8, axis=1)  # 64 x 24
+    crate_still: list[float] = []
+    person_still: list[float] = []
+    for i in range(70):
+        t = i * 0.5
+        frame = road.copy()
+        if t >= 10:
+            frame[100:160, 30:120] = crate
+            for _ in range(4):  # a few patches of the body change each frame
+                r, c = int(rng.integers(0, 8)), int(rng.integers(0, 3))
+                body[r * 8 : r * 8 + 8, c * 8 : c * 8 + 8] = palette[int(rng.integers(0, 5))]
+            frame[120:184, 220:244] = body
+        tracked = tracker.update(detector.detect(frame, t=t, stream="s"), t)
+        for k in range(len(tracked)):
+            cx = (tracked.xyxy[k, 0] + tracked.xyxy[k, 2]) / 2
+            if cx < 160:
+                crate_still.append(float(tracked.data["stationary_s"][k]))
+            else:
+                person_still.append(float(tracked.data["stationary_s"][k]))
+    assert crate_still and max(crate_still) >= 20.0, crate_still[-5:]
+    assert person_still, "the person's blob should still be seen (as restless)"
+    assert max(person_still) < 10.0, person_still

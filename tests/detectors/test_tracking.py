@@ -97,3 +97,20 @@ def test_weak_detections_of_a_confirmed_track_keep_its_class_and_best_score() ->
     out = tr.update(dets([(101, 100, 201, 160, "car")], score=0.15), 0.5)
     assert out.names == ["umbrella"] and out.confidence.tolist() == [np.float32(0.15)]
     assert out.data["track_score"].tolist() == [np.float32(0.55)]
+
+
+def test_still_reset_restarts_the_clock_of_an_object_that_has_not_moved() -> None:
+    tr = Tracker()
+    box = (100, 100, 130, 180, "static_object")
+    for i in range(30):  # 15 s in place, but the detector sees its inside changing (someone fidgeting)
+        d = dets([box])
+        d.data["static_s"] = np.array([5.0], np.float32)
+        d.data["still_reset"] = np.array([True])
+        out = tr.update(d, i * 0.5)
+        assert out.data["stationary_s"][0] == 0.0
+    for i in range(30, 40):  # then it keeps still: the clock counts from here, not from the start
+        d = dets([box])
+        d.data["static_s"] = np.array([0.5 * (i - 29)], np.float32)
+        d.data["still_reset"] = np.array([False])
+        out = tr.update(d, i * 0.5)
+    assert out.tracker_id is not None and out.data["stationary_s"][0] == 5.0
