@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def crowd_region(polygon_norm: np.ndarray) -> tuple[float, float, float, float]:
-    """The box a detector should look at for people whose feet are in a crowd zone.
+    """The box a detector should look at for people (or objects) whose feet are in a zone.
 
     People are counted by their bottom-centre, so their bodies stand above the zone: the zone's
     bounding box is extended up by 0.2 of the frame (a standing person in a street view) and a little
@@ -73,9 +73,12 @@ class Pipeline:
         self.regions_norm = tuple(
             crowd_region(z.polygon_norm) for z in self.zones.rule_zones if z.spec.kind == "crowd_area"
         )
+        self.static_regions_norm = tuple(
+            crowd_region(z.polygon_norm) for z in self.zones.rule_zones if z.spec.kind in ("road", "fire_lane")
+        )
 
     def frame_input(self, frame_bgr: np.ndarray, t: float) -> FrameInput:
-        return FrameInput(frame_bgr, t, self.stream, self.regions_norm)
+        return FrameInput(frame_bgr, t, self.stream, self.regions_norm, self.static_regions_norm)
 
     def needs_detection(self, frame_bgr: np.ndarray, t: float) -> bool:
         """Motion gate: False when the frame has not changed since the detector last ran."""

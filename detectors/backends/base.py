@@ -30,12 +30,15 @@ class FrameInput:
 
     ``regions_norm`` are boxes (x1, y1, x2, y2, normalised 0..1) where the caller needs small people
     counted (crowd zones); a backend may look at them closer (the onnx one zooms) or ignore them.
+    ``static_regions_norm`` are boxes where objects left standing matter (road and fire-lane zones); the
+    onnx backend also looks there for static foreground that no class of its model describes.
     """
 
     frame_bgr: np.ndarray
     t: float = 0.0
     stream: str = "default"
     regions_norm: tuple[tuple[float, float, float, float], ...] = ()
+    static_regions_norm: tuple[tuple[float, float, float, float], ...] = ()
 
 
 class Detector:

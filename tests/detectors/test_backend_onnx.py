@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from detectors.backends import FrameInput, OnnxConfig, build_detector
-from detectors.backends.onnx import decode, letterbox
+from detectors.backends.onnx import decode, fuse_static, letterbox
 from detectors.darknet import parse_cfg
 from detectors.detections import box_iou
 from models.errors import DetectorError
-from tests.detectors.support import asset
+from tests.detectors.support import NAMES, asset, dets, pasted_object
 
 # bus.jpg (810x1080): the bus and the three people standing in full view. A fourth person, cut by the
 # left edge (about a third of them visible), is not found by YOLOv3-tiny at 416 px.
@@ -23,7 +23,9 @@ PEOPLE = [(50, 400, 245, 905), (222, 405, 345, 860), (670, 380, 810, 880)]
 def test_bus_jpg_people_and_bus_are_found(yolov3_tiny_onnx: Path) -> None:
     detector = build_detector(OnnxConfig(model_path=yolov3_tiny_onnx))
     assert detector.providers[-1] == "CPUExecutionProvider"
-    assert len(detector.class_names) == 80 and detector.class_names[0] == "person"
+    # the model's 80 COCO classes, then the static foreground found in road and fire-lane regions
+    assert len(detector.class_names) == 81 and detector.class_names[0] == "person"
+    assert detector.class_names[-1] == "static_object"
     image = cv2.imread(str(asset("bus.jpg")))
     dets = detector.detect(image)
     people = dets[dets.class_mask(["person"])]
@@ -110,3 +112,50 @@ def test_zoom_region_finds_the_people_once(yolov3_tiny_onnx: Path) -> None:
     assert plain.xyxy.tolist() == off.detect(image).xyxy.tolist()
     bus = plain.class_mask(["bus"])
     assert dets[dets.class_mask(["bus"])].xyxy.tolist() == plain[bus].xyxy.tolist()  # from the whole frame
+
+
+def test_fuse_static_adds_blobs_no_person_explains_in_the_regions() -> None:
+    yolo = dets([(100, 100, 140, 200, "person"), (300, 100, 340, 200, "person")])
+    yolo.confidence[1] = 0.2  # a weak person box explains nothing
+    blobs = dets([
+        (105, 110, 138, 195, "static_object"),  # the confident person standing: explained, dropped
+        (298, 120, 360, 200, "static_object"),  # a stall the weak box half covers: kept
+        (500, 100, 560, 150, "static_object"),  # outside every region: dropped
+    ], score=0.7)
+    blobs.data["static_s"] = np.array([8.0, 6.0, 9.0], np.float32)
+    blobs.data["still_reset"] = np.array([False, False, False])
+    person, static = NAMES.index("person"), NAMES.index("static_object")
+    fused = fuse_static(yolo, blobs, regions_px=[(0, 0, 400, 300)], explained_ids=[person],
+                        explain_score=0.4, static_id=static)
+    assert fused.names == ["person", "person", "static_object"]
+    assert fused.xyxy[2].tolist() == [298, 120, 360, 200]
+    assert fused.data["static_s"].tolist() == [0.0, 0.0, 6.0]
+    assert fused.data["still_reset"].tolist() == [False, False, False]
+    assert fuse_static(yolo, blobs[np.zeros(3, bool)], regions_px=[(0, 0, 400, 300)], explained_ids=[person],
+                       explain_score=0.4, static_id=static) is yolo
+
+
+def test_static_foreground_finds_an_object_no_coco_class_describes(yolov3_tiny_onnx: Path) -> None:
+    """A crate of coloured patches is left on a generated road: YOLO has no class for it, the static
+    foreground in the road region has; without road regions (or with the flag off) it is not looked for."""
+    rng = np.random.default_rng(0)
+    patches = rng.integers(95, 150, (48, 64, 1), np.uint8)
+    road = np.repeat(np.repeat(np.repeat(patches, 10, axis=0), 10, axis=1), 3, axis=2)  # 480 x 640
+    crate = cv2.resize(pasted_object(), (180, 120), interpolation=cv2.INTER_NEAREST)
+    region = ((0.1, 0.2, 0.9, 0.9),)
+    on = build_detector(OnnxConfig(model_path=yolov3_tiny_onnx))
+    off = build_detector(OnnxConfig(model_path=yolov3_tiny_onnx, static_foreground=False))
+    assert "static_object" not in off.class_names
+    found, unasked, flag_off = [], [], []
+    for i in range(30):
+        t = i * 0.5
+        frame = road.copy()
+        if t >= 5:
+            frame[200:320, 250:430] = crate
+        found.append(on.detect_batch([FrameInput(frame, t, "a", static_regions_norm=region)])[0])
+        unasked.append(on.detect_batch([FrameInput(frame, t, "b")])[0])
+        flag_off.append(off.detect_batch([FrameInput(frame, t, "a", static_regions_norm=region)])[0])
+    last = found[-1][found[-1].class_mask(["static_object"])]
+    assert len(last) == 1 and box_iou(last.xyxy, np.array([[250, 200, 430, 320]], np.float32))[0, 0] >= 0.7
+    assert last.data["static_s"][0] >= 5.0
+    assert not any(d.class_mask(["static_object"]).any() for d in unasked + flag_off)

@@ -87,3 +87,15 @@ def test_process_many_batches_cameras(vtest_2fps: list[tuple[np.ndarray, float]]
 def test_crowd_zones_become_regions_for_the_detector() -> None:
     square = np.array([[0.1, 0.6], [0.5, 0.6], [0.5, 0.95], [0.1, 0.95]])
     assert crowd_region(square) == pytest.approx((0.05, 0.4, 0.55, 0.97))
+
+
+def test_road_and_fire_lane_zones_become_static_regions_for_the_detector() -> None:
+    square = [[0.1, 0.6], [0.5, 0.6], [0.5, 0.95], [0.1, 0.95]]
+    zones = parse_zones({"zones": [
+        LANE, {"name": "road", "kind": "road", "polygon": [[0.0, 0.3], [0.5, 0.3], [0.5, 0.5], [0.0, 0.5]]},
+        {"name": "square", "kind": "crowd_area", "polygon": square},
+    ]})
+    pipeline = Pipeline(zones, build_detector(ClassicConfig()))
+    item = pipeline.frame_input(np.zeros((576, 768, 3), np.uint8), 0.0)
+    assert len(item.regions_norm) == 1 and len(item.static_regions_norm) == 2
+    assert item.static_regions_norm[1] == pytest.approx((0.0, 0.1, 0.55, 0.52))

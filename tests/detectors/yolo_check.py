@@ -44,7 +44,7 @@ def main(assets: Path, out_dir: Path) -> dict[str, object]:
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     report["onnx_output_shape"] = list(session.get_outputs()[0].shape)
-    onnx_detector = build_detector(OnnxConfig(model_path=onnx_path, conf=0.0))
+    onnx_detector = build_detector(OnnxConfig(model_path=onnx_path, conf=0.0, static_foreground=False))
     report["onnx_names"] = len(onnx_detector.class_names)
     report["onnx_counts"] = [len(d) for d in onnx_detector.detect_batch(frames)]
     return report
