@@ -233,14 +233,21 @@ def _apply(
     if ticket.occurrence_count == 1 and state == TicketState.open:
         out.append(notice(ticket, "opened", e.at, zone=e.zone, rule=e.rule))
         out += desk.auto_dispatch(session, ticket, e.at, leaders=leaders)
+    # Redelivery (a reclaimed batch, a second ticketer) can bring an event after a newer one: whether the
+    # condition is present is decided by event time, never by arrival order.
     if e.type == "ended":
+        if ticket.last_seen_at is not None and ticket.last_seen_at > e.at:
+            return out  # a newer detection (another episode on the same zone) is already applied
         put("condition_active", False)
-        put("condition_cleared_at", e.at)
+        put("condition_cleared_at", max(e.at, ticket.condition_cleared_at or e.at))
         out.append(notice(ticket, "cleared", e.at))
         return out
+    if ticket.condition_cleared_at is not None and e.at <= ticket.condition_cleared_at:
+        return out  # older than the clearing already applied: recorded as an occurrence only
     put("condition_active", True)
-    put("last_seen_at", e.at)
-    if state == TicketState.resolved and e.type == "started":
+    put("last_seen_at", max(e.at, ticket.last_seen_at or e.at))
+    resolved_at = ticket.resolved_at
+    if state == TicketState.resolved and e.type == "started" and (resolved_at is None or e.at > resolved_at):
         photos = [e.evidence_key] if e.evidence_key else []
         out += desk.system_move(session, ticket, action="reopen", at=e.at, note="视频复核：问题再次出现", photos=photos)
     return out

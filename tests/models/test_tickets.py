@@ -263,3 +263,40 @@ def test_manual_report_is_placed_by_location(seeded, desk: TicketDesk) -> None:
             desk.report(s, reporter=u, scope=load_scope(s, u), category="road_occupation", lon=100.0, lat=30.0, description="x")
         with pytest.raises(ValidationError, match="unknown category"):
             desk.report(s, reporter=u, scope=load_scope(s, u), category="ufo", lon=lon, lat=lat, description="x")
+
+
+def test_late_redelivery_does_not_revive_a_cleared_condition(seeded, desk: TicketDesk, clock: Clock) -> None:
+    """A reclaimed 'updated' that arrives after its episode's 'ended' is recorded, not obeyed."""
+    cam = camera_id(seeded, "cam-g1-a")
+    ep = Episode(cam, start=T0)
+    started, updated, ended = ep.event("started"), ep.event("updated", after_s=5), ep.event("ended", after_s=10)
+    with transaction(seeded) as s:
+        ingest_events(s, desk, [started])
+    with transaction(seeded) as s:
+        ingest_events(s, desk, [ended])
+    with transaction(seeded) as s:
+        ingest_events(s, desk, [updated])  # held by a consumer that died, reclaimed late
+    with seeded() as s:
+        t = s.scalars(select(Ticket)).one()
+        assert (t.occurrence_count, t.condition_active, t.condition_cleared_at) == (3, False, T0 + timedelta(seconds=10))
+    # a later episode on the same zone does make it active again; its stale 'ended' cannot clear it
+    again = Episode(cam, start=T0 + timedelta(minutes=1))
+    with transaction(seeded) as s:
+        ingest_events(s, desk, [again.event("started")])
+    with transaction(seeded) as s:
+        ingest_events(s, desk, [ep.event("ended", after_s=20)])  # an old episode's late end
+    with seeded() as s:
+        assert s.scalars(select(Ticket.condition_active)).one() is True
+    # a stale 'started' from before the resolution does not reopen it
+    with seeded() as s:
+        tid = s.scalars(select(Ticket.id)).one()
+    with transaction(seeded) as s:
+        ingest_events(s, desk, [again.event("ended", after_s=30)])
+    clock.now = T0 + timedelta(minutes=5)
+    act(seeded, desk, tid, "leader-g1", "accept")
+    act(seeded, desk, tid, "leader-g1", "resolve", "已清理")
+    stale = Episode(cam, start=T0 + timedelta(minutes=2))
+    with transaction(seeded) as s:
+        ingest_events(s, desk, [stale.event("started")])
+    with seeded() as s:
+        assert s.get(Ticket, tid).state == "resolved"  # type: ignore[union-attr]
