@@ -11,13 +11,10 @@ leader sees it; the other grid's leader does not.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +26,7 @@ import pytest
 from gridpatrol.democlip import LeftObject, write_clip, zones_document
 from tests.models.test_bus import REDIS_URL, redis_available
 from tests.support import sample
-from tests.support.procs import GRIDPATROL, free_port, run_cli, serving
+from tests.support.procs import background, free_port, run_cli, serving
 from tests.support.require import require
 from tests.support.rtsp_server import Clip, RtspServer, gstreamer_available
 
@@ -42,21 +39,6 @@ STREAMING = re.compile(r"^(\S+ \S+) INFO ingest\.reader: (\d+): streaming ", re.
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("slice")
     return write_clip(folder / "fire-lane.mp4", seconds=45, fps=10, left=LeftObject(ARRIVES_S, 45.0))
-
-
-@contextmanager
-def background(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([GRIDPATROL, *args], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def stream_started_at(log: Path) -> float | None:

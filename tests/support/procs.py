@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -53,10 +54,26 @@ def serving(args: list[str], env: dict[str, str], *, port: int, timeout: float =
             time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
+
+
+def stop_process(proc: subprocess.Popen[Any], *, grace_s: float = 15.0) -> None:
+    """TERM, then KILL after a grace period (a process stuck in a read may ignore one TERM)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def background(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``gridpatrol <args>`` running with its output in ``log`` for the duration of the block."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([GRIDPATROL, *args], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            stop_process(proc)
