@@ -80,7 +80,7 @@ def get_camera(camera_id: int, request: Request, session: SessionDep, scope: Sco
         channel="api",
         object_type="camera",
         object_id=camera_id,
-        remote_addr=request.client.host if request.client else "",
+        remote_addr=remote_addr(request),
     )
     session.commit()
     if cam is None:
@@ -158,7 +158,7 @@ def camera_health(camera_id: int, request: Request, session: SessionDep, scope: 
     cam = visible_camera(session, scope, camera_id)
     record_access(
         session, scope=scope, allowed=cam is not None, channel="api", object_type="camera", object_id=camera_id,
-        remote_addr=request.client.host if request.client else "", detail={"what": "health"},
+        remote_addr=remote_addr(request), detail={"what": "health"},
     )
     session.commit()
     if cam is None:

@@ -26,6 +26,7 @@ from api.deps import (
     ScopeDep,
     SessionDep,
     StateDep,
+    remote_addr,
     x_access,
 )
 from api.ticket_schemas import (
@@ -241,7 +242,7 @@ def _visible(
         channel=channel,
         object_type="ticket",
         object_id=ticket_id,
-        remote_addr=request.client.host if request.client else "",
+        remote_addr=remote_addr(request),
         detail=detail,
     )
     session.commit()
