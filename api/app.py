@@ -26,14 +26,14 @@ from api.limits import (
     install_limit_handler,
 )
 from api.live import TicketFeed
+from api.login_throttle import LoginThrottle
 from api.routes import admin, audit, auth, cameras, grants, grids, tickets, tokens, zones
 from api.schemas import ErrorOut, HealthOut
 from api.settings import ApiSettings
 from api.throttle import install_throttle_handler
-from models.bus import Bus
-from models.health_board import HealthBoard
-from models.throttle import LoginThrottle
-from models.tickets import TicketDesk
+from models.bus.health_board import HealthBoard
+from models.bus.streams import Bus
+from models.tickets.desk import TicketDesk
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -41,18 +41,18 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.live import TicketFeed
+from api.login_throttle import LoginThrottle
 from api.settings import ApiSettings
 from api.tokens import decode_access_token
-from models.access import AccessScope, load_scope, visible_camera
-from models.apitokens import API_TOKEN_PREFIX, TokenScope, resolve_api_token
-from models.audit import record_access, record_event
-from models.bus import Bus
-from models.domain import Camera, Role, User
+from models.bus.health_board import HealthBoard
+from models.bus.streams import Bus
+from models.db.tables import Camera, Role, User
 from models.errors import AccessDenied, AuthError, NotFound, Unavailable
-from models.health_board import HealthBoard
-from models.throttle import LoginThrottle
-from models.tickets import TicketDesk
-from models.users import Credential, credential_is_live
+from models.identity.access import AccessScope, load_scope, visible_camera
+from models.identity.audit import record_access, record_event
+from models.identity.tokens import API_TOKEN_PREFIX, TokenScope, resolve_api_token
+from models.identity.users import Credential, credential_is_live
+from models.tickets.desk import TicketDesk
 
 #: the values of the ``x-access`` OpenAPI extension (see the module docstring)
 ACCESS_KINDS = frozenset({"public", "authenticated", "camera", "ticket", "configure", "manager", "admin"})

@@ -12,10 +12,10 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 
-from models.access import AccessScope
-from models.bus import Bus
+from models.bus.messages import TICKET_NOTICES, TicketNotice
+from models.bus.streams import Bus
 from models.errors import BusError
-from models.messages import TICKET_NOTICES, TicketNotice
+from models.identity.access import AccessScope
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from models.throttle import Throttled
+from api.login_throttle import Throttled
 
 
 def install_throttle_handler(app: FastAPI) -> None:

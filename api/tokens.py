@@ -7,7 +7,7 @@ from typing import Any
 
 import jwt
 
-from models.domain import User, utcnow
+from models.db.tables import User, utcnow
 from models.errors import AuthError
 
 ALGORITHM = "HS256"

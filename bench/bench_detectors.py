@@ -63,7 +63,7 @@ def cameras_per_core(config: Any, frames: list[np.ndarray], *, cameras: int, vid
     from detectors.backends import build_detector
     from detectors.pipeline import Pipeline
     from detectors.scenes import zones_file
-    from models.zonespec import parse_zones
+    from models.grid.zonespec import parse_zones
 
     detector = build_detector(config)
     zones = parse_zones(zones_file(person_area=0.004))

@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.app import create_app  # noqa: E402
 from api.settings import ApiSettings  # noqa: E402
-from models.cameraimport import CameraSpec, register_cameras  # noqa: E402
-from models.db import make_engine, make_session_factory, transaction, upgrade  # noqa: E402
-from models.domain import Camera, GridNode, Role  # noqa: E402
-from models.gridimport import import_grids  # noqa: E402
-from models.users import add_user  # noqa: E402
+from models.db.engine import make_engine, make_session_factory, transaction, upgrade  # noqa: E402
+from models.db.tables import Camera, GridNode, Role  # noqa: E402
+from models.grid.cameras import CameraSpec, register_cameras  # noqa: E402
+from models.grid.tree import import_grids  # noqa: E402
+from models.identity.users import add_user  # noqa: E402
 
 STEP = 0.001  # one grid cell in degrees
 LON0, LAT0 = 118.0, 32.0

@@ -25,7 +25,7 @@ from detectors.backends import ClassicConfig, OnnxConfig, build_detector
 from detectors.pipeline import Pipeline
 from detectors.rules import CrowdingRule, RuleEvent
 from detectors.scenes import Scene, build_scenes, render, zones_file
-from models.zonespec import parse_zones
+from models.grid.zonespec import parse_zones
 
 ASSETS = Path(os.environ.get("GRIDPATROL_ASSETS", Path.home() / ".cache" / "gridpatrol"))
 RULES = ("fire_lane_blockage", "road_occupation", "crowding")

@@ -31,14 +31,14 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gridpatrol.ticketer import Ticketer  # noqa: E402
-from models.bus import Bus, MemoryBus, RedisBus  # noqa: E402
-from models.cameraimport import CameraSpec, register_cameras  # noqa: E402
-from models.db import make_engine, make_session_factory, transaction, upgrade  # noqa: E402
-from models.domain import Camera, Ticket, TicketOccurrence  # noqa: E402
-from models.evidence import FileEvidenceStore  # noqa: E402
-from models.gridimport import import_grids  # noqa: E402
-from models.messages import RULE_EVENTS, RuleEvent  # noqa: E402
-from models.tickets import TicketDesk, TicketSettings  # noqa: E402
+from models.bus.messages import RULE_EVENTS, RuleEvent  # noqa: E402
+from models.bus.streams import Bus, MemoryBus, RedisBus  # noqa: E402
+from models.db.engine import make_engine, make_session_factory, transaction, upgrade  # noqa: E402
+from models.db.tables import Camera, Ticket, TicketOccurrence  # noqa: E402
+from models.evidence.store import FileEvidenceStore  # noqa: E402
+from models.grid.cameras import CameraSpec, register_cameras  # noqa: E402
+from models.grid.tree import import_grids  # noqa: E402
+from models.tickets.desk import TicketDesk, TicketSettings  # noqa: E402
 from tests.support.sample import grid_geojson, point_in  # noqa: E402
 
 

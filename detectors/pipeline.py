@@ -21,7 +21,7 @@ from detectors.motion import MotionConfig, MotionGate
 from detectors.rules import RuleEvent, ZoneRule, build_rule
 from detectors.tracking import Tracker, TrackerConfig
 from detectors.zones import ZoneSet
-from models.zonespec import ZonesFile, ZoneSpec, parse_zones
+from models.grid.zonespec import ZonesFile, ZoneSpec, parse_zones
 
 logger = logging.getLogger(__name__)
 

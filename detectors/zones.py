@@ -1,6 +1,6 @@
 """Zone geometry at a frame's resolution: which detections are in a zone, how much of it they cover.
 
-Zones are stored normalised (``models.zonespec``); here they become pixel masks, cached per
+Zones are stored normalised (``models.grid.zonespec``); here they become pixel masks, cached per
 resolution. A detection's position is its bottom-centre anchor, as supervision and Frigate use.
 """
 
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from detectors.detections import Detections
-from models.zonespec import ZoneSpec
+from models.grid.zonespec import ZoneSpec
 
 
 class Zone:

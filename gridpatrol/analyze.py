@@ -21,7 +21,7 @@ from detectors.backends import BackendConfigBase, ClassicConfig, OnnxConfig, Yol
 from detectors.pipeline import analyze_frames
 from gridpatrol.model_store import default_models_dir, resolve_model
 from models.errors import ConfigError, GridPatrolError, StreamError
-from models.zonespec import ZonesFile, parse_zones
+from models.grid.zonespec import ZonesFile, parse_zones
 
 logger = logging.getLogger(__name__)
 DEFAULT_ONNX_MODEL = "yolov3-tiny"

@@ -16,14 +16,14 @@ from sqlalchemy.orm import Session
 from gridpatrol.cli_common import fail, load_settings, open_db, read_json
 from gridpatrol.cli_media import register_media_commands
 from gridpatrol.settings import Settings
-from models.cameraimport import parse_camera_file, register_cameras
-from models.db import transaction
-from models.domain import Camera
+from models.bus.messages import CONFIG_CHANGES, ConfigChange
+from models.db.engine import transaction
+from models.db.tables import Camera
 from models.errors import GridPatrolError
-from models.gridimport import import_grids
-from models.messages import CONFIG_CHANGES, ConfigChange
-from models.users import add_user, parse_role
-from models.zones import current_zones, save_zones
+from models.grid.cameras import parse_camera_file, register_cameras
+from models.grid.tree import import_grids
+from models.grid.zones import current_zones, save_zones
+from models.identity.users import add_user, parse_role
 
 app = typer.Typer(help="GridPatrol 网格视频巡查: video-surveillance grid patrol.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -148,8 +148,8 @@ def run_everything(settings: Settings, *, host: str, port: int, with_worker: boo
             HealthCollector(cam_worker.supervisor.health).register(metrics)
         throttle = None
         if settings.storage.redis_url:  # several API processes share the failed-login counts
-            from models.throttle import LoginThrottle
-            from models.throttle_redis import RedisThrottleStore
+            from api.login_throttle import LoginThrottle
+            from api.login_throttle_redis import RedisThrottleStore
 
             throttle = LoginThrottle(store=RedisThrottleStore.from_url(settings.storage.redis_url))
         api = create_app(
@@ -295,7 +295,7 @@ def announce(settings: Settings, change: ConfigChange) -> None:
     """Tell running workers at once when they share a Redis bus (otherwise they poll)."""
     if not settings.storage.redis_url:
         return
-    from models.bus import RedisBus
+    from models.bus.streams import RedisBus
 
     bus = RedisBus(settings.storage.redis_url, namespace=settings.storage.bus_namespace)
     try:

@@ -12,7 +12,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridpatrol.settings import Settings
-from models.db import make_engine, make_session_factory, upgrade
+from models.db.engine import make_engine, make_session_factory, upgrade
 from models.errors import GridPatrolError
 
 

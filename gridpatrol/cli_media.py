@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 
 from gridpatrol.cli_common import fail, load_settings, open_db
-from models.cameraimport import CameraSpec, register_cameras, spec_from_row
-from models.db import transaction
+from models.db.engine import transaction
 from models.errors import GridPatrolError
+from models.grid.cameras import CameraSpec, register_cameras, spec_from_row
 from models.secrets import redact_url
 
 
@@ -85,7 +85,7 @@ def register_media_commands(app: typer.Typer, cameras_app: typer.Typer) -> None:
                 report = register_cameras(session, [spec])
                 from sqlalchemy import select
 
-                from models.domain import Camera
+                from models.db.tables import Camera
 
                 cam = session.scalars(select(Camera).where(Camera.name == name)).one()
                 cam.onvif_username, cam.onvif_password = user or None, password or None

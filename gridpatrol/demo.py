@@ -13,11 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridpatrol.democlip import LeftObject, write_clip, zones_document
-from models.cameraimport import CameraSpec, register_cameras
-from models.domain import Camera, Role, User
-from models.gridimport import import_grids
-from models.users import add_user
-from models.zones import save_zones
+from models.db.tables import Camera, Role, User
+from models.grid.cameras import CameraSpec, register_cameras
+from models.grid.tree import import_grids
+from models.grid.zones import save_zones
+from models.identity.users import add_user
 
 LON0, LAT0, CELL = 118.70, 32.10, 0.01
 DEMO_PASSWORD = "gridpatrol-demo"

@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridpatrol.settings import Settings
 from gridpatrol.ticketer import Ticketer, run_webhooks
-from models.bus import Bus, make_bus
-from models.db import make_engine, make_session_factory, upgrade
-from models.evidence import FileEvidenceStore
-from models.health_board import HealthBoard, make_health_board
-from models.tickets import TicketDesk
+from models.bus.health_board import HealthBoard, make_health_board
+from models.bus.streams import Bus, make_bus
+from models.db.engine import make_engine, make_session_factory, upgrade
+from models.evidence.store import FileEvidenceStore
+from models.tickets.desk import TicketDesk
 
 if TYPE_CHECKING:  # the worker pulls in the detectors: imported only by processes that run one
     from gridpatrol.worker import Worker

@@ -10,9 +10,9 @@ from pydantic import Field
 
 from api.settings import ApiSettings
 from ingest.settings import IngestSettings
+from models.db.settings import StorageSettings
 from models.settings import PartSettings
-from models.storage_settings import StorageSettings
-from models.tickets import TicketSettings
+from models.tickets.categories import TicketSettings
 
 
 class WorkerSettings(PartSettings):

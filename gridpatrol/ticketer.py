@@ -18,16 +18,16 @@ import httpx
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.bus import Bus, Delivery
-from models.db import transaction
-from models.domain import utcnow
+from models.bus.messages import RULE_EVENTS, TICKET_NOTICES, RuleEvent, TicketNotice
+from models.bus.streams import Bus, Delivery
+from models.db.engine import transaction
+from models.db.tables import utcnow
 from models.errors import BusError
-from models.evidence import EvidenceStore
-from models.messages import RULE_EVENTS, TICKET_NOTICES, RuleEvent, TicketNotice
-from models.ticket_ingest import ingest_events
-from models.ticket_sweeps import escalate_overdue, verify_by_video
-from models.tickets import TicketDesk
-from models.webhooks import deliver_due
+from models.evidence.store import EvidenceStore
+from models.tickets.desk import TicketDesk
+from models.tickets.ingest import ingest_events
+from models.tickets.outbox import deliver_due
+from models.tickets.sweeps import escalate_overdue, verify_by_video
 
 logger = logging.getLogger(__name__)
 GROUP = "ticketer"

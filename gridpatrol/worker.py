@@ -28,14 +28,14 @@ from ingest.leases import LeaseStore
 from ingest.reader import StreamOptions
 from ingest.settings import IngestSettings
 from ingest.supervisor import CameraSpec, CameraSupervisor
-from models.bus import Bus
-from models.domain import Camera
+from models.bus.health_board import HealthBoard
+from models.bus.messages import CONFIG_CHANGES, RULE_EVENTS, ConfigChange, RuleEvent
+from models.bus.streams import Bus
+from models.db.tables import Camera
 from models.errors import BusError, GridPatrolError
-from models.evidence import EvidenceStore
-from models.health_board import HealthBoard
-from models.messages import CONFIG_CHANGES, RULE_EVENTS, ConfigChange, RuleEvent
-from models.zones import current_zones, zone_versions
-from models.zonespec import parse_zones
+from models.evidence.store import EvidenceStore
+from models.grid.zones import current_zones, zone_versions
+from models.grid.zonespec import parse_zones
 
 logger = logging.getLogger(__name__)
 

@@ -11,14 +11,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import ApiSettings
-from models.bus import MemoryBus
-from models.cameraimport import parse_camera_file, register_cameras
-from models.db import make_engine, make_session_factory, transaction
-from models.domain import Role
-from models.evidence import FileEvidenceStore
-from models.gridimport import import_grids
-from models.tickets import TicketDesk, TicketSettings
-from models.users import add_user
+from models.bus.streams import MemoryBus
+from models.db.engine import make_engine, make_session_factory, transaction
+from models.db.tables import Role
+from models.evidence.store import FileEvidenceStore
+from models.grid.cameras import parse_camera_file, register_cameras
+from models.grid.tree import import_grids
+from models.identity.users import add_user
+from models.tickets.categories import TicketSettings
+from models.tickets.desk import TicketDesk
 from tests.support import sample
 from tests.support.databases import (
     postgres_available,

@@ -45,3 +45,19 @@ def test_the_walk_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from detectors.rules import x\n    import api.app\n")
     assert imported_packages(bad) == {"detectors", "api"}
+
+
+#: the kernel's layout (ARCHITECTURE.md, module map): three shared modules, then one sub-package per concern
+KERNEL_MODULES = {"__init__.py", "errors.py", "settings.py", "secrets.py"}
+KERNEL_PACKAGES = {"db", "grid", "identity", "tickets", "bus", "evidence"}
+
+
+def test_models_is_a_few_modules_and_one_subpackage_per_concern() -> None:
+    top = {p.name for p in (ROOT / "models").iterdir() if p.name != "__pycache__"}
+    modules = {n for n in top if n.endswith(".py")}
+    packages = top - modules
+    assert modules == KERNEL_MODULES, f"models/ holds modules outside the module map: {sorted(modules - KERNEL_MODULES)}"
+    assert packages <= KERNEL_PACKAGES, f"models/ holds packages outside the module map: {sorted(packages - KERNEL_PACKAGES)}"
+    for pkg in packages:
+        assert (ROOT / "models" / pkg / "__init__.py").exists(), f"models/{pkg} is not a package"
+    assert (ROOT / "models" / "db" / "migrations" / "versions").is_dir()

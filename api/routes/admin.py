@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from api.deps import AdminUser, ObjectId, SessionDep, remote_addr, x_access
 from api.schemas import ErrorOut, UserGridsIn, UserIn, UserOut
-from models.audit import record_change
-from models.domain import User
+from models.db.tables import User
 from models.errors import Conflict, NotFound
-from models.users import add_user, parse_role, set_assignments, set_enabled
+from models.identity.audit import record_change
+from models.identity.users import add_user, parse_role, set_assignments, set_enabled
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.deps import AdminUser, SessionDep, remote_addr, x_access
 from api.schemas import AuditEntryOut, AuditPage, ErrorOut
-from models.audit import AuditFilter, query_log, record_event
-from models.domain import AccessLog
+from models.db.tables import AccessLog
+from models.identity.audit import AuditFilter, query_log, record_event
 
 router = APIRouter(prefix="/api", tags=["audit"])
 

@@ -10,11 +10,11 @@ from fastapi.security import OAuth2PasswordRequestForm
 from api.deps import CredentialDep, CurrentUser, SessionDep, StateDep, remote_addr, x_access
 from api.schemas import ErrorOut, GridRef, MeOut, PasswordChangeIn, RefreshIn, SessionTokensOut
 from api.tokens import REFRESH_TOKEN_TTL_S, issue_access_token
-from models.apitokens import issue_refresh_token, revoke_refresh_token, rotate_refresh_token
-from models.audit import record_event
-from models.domain import User
+from models.db.tables import User
 from models.errors import AccessDenied, AuthError, ValidationError
-from models.users import authenticate, change_password
+from models.identity.audit import record_event
+from models.identity.tokens import issue_refresh_token, revoke_refresh_token, rotate_refresh_token
+from models.identity.users import authenticate, change_password
 
 router = APIRouter(prefix="/api", tags=["auth"])
 

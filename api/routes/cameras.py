@@ -11,10 +11,10 @@ from sqlalchemy.orm import joinedload
 
 from api.deps import ConfigurableCamera, CurrentUser, ScopeDep, SessionDep, StateDep, remote_addr, x_access
 from api.schemas import CameraOut, CameraPage, CameraPatchIn, ErrorOut
-from models.access import visible_camera
-from models.audit import record_access, record_change
-from models.domain import Camera, GridNode
+from models.db.tables import Camera, GridNode
 from models.errors import BusError, Conflict, NotFound, ValidationError
+from models.identity.access import visible_camera
+from models.identity.audit import record_access, record_change
 
 router = APIRouter(prefix="/api", tags=["cameras"])
 

@@ -12,10 +12,10 @@ from sqlalchemy.orm import aliased
 
 from api.deps import CurrentUser, ManagerUser, ObjectId, ScopeDep, SessionDep, remote_addr, x_access
 from api.schemas import ErrorOut, GrantIn, GrantOut
-from models.access import visible_camera
-from models.audit import record_access, record_change
-from models.domain import Camera, CameraGrant, Role, User, utcnow
+from models.db.tables import Camera, CameraGrant, Role, User, utcnow
 from models.errors import NotFound, ValidationError
+from models.identity.access import visible_camera
+from models.identity.audit import record_access, record_change
 
 router = APIRouter(prefix="/api", tags=["grants"])
 

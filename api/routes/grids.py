@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from api.deps import ScopeDep, SessionDep, x_access
 from api.schemas import GridNodeOut
-from models.domain import GridNode
+from models.db.tables import GridNode
 
 router = APIRouter(prefix="/api", tags=["grids"])
 

@@ -1,6 +1,6 @@
 """Grid tickets: list, report, detail with history and evidence, transitions, the live feed, stats.
 
-Every answer is filtered by ``models.access``: a ticket the caller may not see is a 404, exactly like
+Every answer is filtered by ``models.identity.access``: a ticket the caller may not see is a 404, exactly like
 one that does not exist, and its evidence images go through the same check.
 """
 
@@ -41,14 +41,15 @@ from api.ticket_schemas import (
     TransitionIn,
     TransitionOut,
 )
-from models.access import AccessScope, visible_ticket
-from models.audit import record_access
-from models.bus import Bus
-from models.db import transaction
-from models.domain import GridNode, Ticket, TicketOccurrence, TicketTransition, User, utcnow
+from models.bus.messages import TICKET_NOTICES, TicketNotice
+from models.bus.streams import Bus
+from models.db.engine import transaction
+from models.db.tables import GridNode, Ticket, TicketOccurrence, TicketTransition, User, utcnow
 from models.errors import BusError, NotFound, ValidationError
-from models.messages import TICKET_NOTICES, TicketNotice
-from models.stats import WAITING_ACCEPT, WAITING_RESOLVE, counts, evaluate, is_overdue
+from models.identity.access import AccessScope, visible_ticket
+from models.identity.audit import record_access
+from models.tickets.states import WAITING_ACCEPT, WAITING_RESOLVE, values
+from models.tickets.stats import counts, evaluate, is_overdue
 
 router = APIRouter(prefix="/api", tags=["tickets"])
 
@@ -154,8 +155,8 @@ def list_tickets(
     now = utcnow()
     if overdue is not None:
         late = or_(
-            and_(Ticket.state.in_(WAITING_ACCEPT), Ticket.accept_by < now),
-            and_(Ticket.state.in_(WAITING_RESOLVE), Ticket.resolve_by < now),
+            and_(Ticket.state.in_(values(WAITING_ACCEPT)), Ticket.accept_by < now),
+            and_(Ticket.state.in_(values(WAITING_RESOLVE)), Ticket.resolve_by < now),
         )
         where.append(late if overdue else ~late)
     total = session.scalar(select(func.count()).select_from(Ticket).where(*where)) or 0

@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from api.deps import AdminUser, CredentialDep, CurrentUser, ObjectId, SessionDep, remote_addr, x_access
 from api.schemas import ApiTokenCreatedOut, ApiTokenIn, ApiTokenOut, ErrorOut
-from models.apitokens import create_api_token, revoke_api_token
-from models.audit import record_change
-from models.domain import ApiToken, User
+from models.db.tables import ApiToken, User
 from models.errors import AccessDenied, NotFound
+from models.identity.audit import record_change
+from models.identity.tokens import create_api_token, revoke_api_token
 
 router = APIRouter(prefix="/api", tags=["api tokens"])
 

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import BusDep, ConfigurableCamera, CurrentUser, ScopeDep, SessionDep, remote_addr, x_access
-from models.access import visible_camera
-from models.audit import record_access
+from models.bus.messages import CONFIG_CHANGES, ConfigChange
 from models.errors import BusError, NotFound
-from models.messages import CONFIG_CHANGES, ConfigChange
-from models.zones import current_zones, save_zones
+from models.grid.zones import current_zones, save_zones
+from models.identity.access import visible_camera
+from models.identity.audit import record_access
 
 router = APIRouter(prefix="/api", tags=["zones"])
 

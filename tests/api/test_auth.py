@@ -11,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from api.login_throttle import LoginThrottle
 from api.settings import DEFAULT_SECRET, ApiSettings
-from models.apitokens import TokenScope, resolve_api_token
-from models.domain import AccessLog, ApiToken, User, utcnow
+from models.db.tables import AccessLog, ApiToken, User, utcnow
 from models.errors import AccessDenied, AuthError, ConfigError
-from models.throttle import LoginThrottle
-from models.users import Credential, credential_is_live
+from models.identity.tokens import TokenScope, resolve_api_token
+from models.identity.users import Credential, credential_is_live
 from tests.conftest import TEST_SECRET
 from tests.support import sample
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from models.domain import AccessLog, Camera
+from models.db.tables import AccessLog, Camera
 from tests.support import sample
 
 Headers = Callable[[str], dict[str, str]]
@@ -127,7 +127,7 @@ def test_authentication_errors(client: TestClient) -> None:
 
 
 def test_disabling_a_user_cuts_their_token(client: TestClient, auth_headers: Headers, seeded) -> None:
-    from models.domain import User
+    from models.db.tables import User
 
     h = auth_headers("leader-g1")
     assert client.get("/api/me", headers=h).status_code == 200

@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.bus import MemoryBus
-from models.db import transaction
-from models.domain import Camera
-from models.messages import TICKET_NOTICES, TicketNotice
-from models.ticket_ingest import ingest_events
-from models.tickets import TicketDesk
+from models.bus.messages import TICKET_NOTICES, TicketNotice
+from models.bus.streams import MemoryBus
+from models.db.engine import transaction
+from models.db.tables import Camera
+from models.tickets.desk import TicketDesk
+from models.tickets.ingest import ingest_events
 from tests.support.events import Episode
 from tests.support.sample import point_in
 
@@ -199,7 +199,7 @@ def test_stats_rank_leaders(client: TestClient, auth_headers: Headers, seeded, d
 def test_live_feed_sends_only_visible_tickets(client: TestClient, auth_headers: Headers, memory_bus: MemoryBus, seeded) -> None:
     from sqlalchemy import select as sa_select
 
-    from models.domain import GridNode
+    from models.db.tables import GridNode
 
     with seeded() as s:
         paths = {n.code: (n.id, n.path) for n in s.scalars(sa_select(GridNode))}

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from models.bus import MemoryBus
-from models.domain import Camera, ZoneRevision
-from models.messages import CONFIG_CHANGES
+from models.bus.messages import CONFIG_CHANGES
+from models.bus.streams import MemoryBus
+from models.db.tables import Camera, ZoneRevision
 
 Headers = Callable[[str], dict[str, str]]
 LANE = {"name": "east lane", "kind": "fire_lane", "polygon": [[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]], "dwell_s": 10}

@@ -11,7 +11,7 @@ from detectors.backends import ClassicConfig, build_detector
 from detectors.motion import MotionGate
 from detectors.pipeline import Pipeline, analyze_frames, crowd_region, process_many
 from detectors.rules import RuleEvent
-from models.zonespec import parse_zones
+from models.grid.zonespec import parse_zones
 from tests.detectors.support import BOX, LANE, pasted_object
 
 

@@ -12,7 +12,7 @@ from detectors.detections import Detections
 from detectors.rules import Hysteresis, RuleEvent, build_rule, in_schedule
 from detectors.tracking import Tracker
 from detectors.zones import Zone
-from models.zonespec import ZoneSpec
+from models.grid.zonespec import ZoneSpec
 from tests.detectors.support import dets
 
 FRAME = np.zeros((1000, 1000, 3), np.uint8)

@@ -9,7 +9,7 @@ import pytest
 
 from detectors.zones import Zone, ZoneSet
 from models.errors import ValidationError
-from models.zonespec import ZoneSpec, parse_zones
+from models.grid.zonespec import ZoneSpec, parse_zones
 from tests.detectors.support import dets
 
 SQUARE = [[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]]

@@ -17,10 +17,10 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from models.bus import RedisBus
-from models.db import make_engine, make_session_factory
-from models.domain import Camera, Ticket, TicketEpisode, TicketOccurrence
-from models.messages import RULE_EVENTS, RuleEvent
+from models.bus.messages import RULE_EVENTS, RuleEvent
+from models.bus.streams import RedisBus
+from models.db.engine import make_engine, make_session_factory
+from models.db.tables import Camera, Ticket, TicketEpisode, TicketOccurrence
 from tests.conftest import seed
 from tests.models.test_bus import REDIS_URL, redis_available
 from tests.support.databases import truncate_all

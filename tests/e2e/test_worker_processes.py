@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gridpatrol.democlip import write_clip
-from models.health_board import RedisHealthBoard
+from models.bus.health_board import RedisHealthBoard
 from tests.models.test_bus import REDIS_URL, redis_available
 from tests.support import sample
 from tests.support.procs import GRIDPATROL, run_cli

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.access import load_scope, visible_camera, visible_ticket
-from models.domain import Camera, CameraGrant, GridNode, Ticket, User, utcnow
+from models.db.tables import Camera, CameraGrant, GridNode, Ticket, User, utcnow
+from models.identity.access import load_scope, visible_camera, visible_ticket
 from tests.support import sample
 
 #: username → camera names they may see without grants

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from models.bus import Bus, MemoryBus, RedisBus
-from models.messages import ConfigChange, RuleEvent
+from models.bus.messages import ConfigChange, RuleEvent
+from models.bus.streams import Bus, MemoryBus, RedisBus
 from tests.support.require import require
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.cameraimport import parse_camera_file, register_cameras
-from models.db import transaction
-from models.domain import Camera, GridNode
+from models.db.engine import transaction
+from models.db.tables import Camera, GridNode
 from models.errors import ValidationError
-from models.gridimport import import_grids
+from models.grid.cameras import parse_camera_file, register_cameras
+from models.grid.tree import import_grids
 from tests.support import sample
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from models.db import make_engine
-from models.domain import Base
+from models.db.engine import make_engine
+from models.db.tables import Base
 
 
 def test_migrated_schema_matches_the_models(db_url: str) -> None:

@@ -11,14 +11,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.access import load_scope
-from models.db import transaction
-from models.domain import Camera, Ticket, TicketOccurrence, TicketTransition, User
+from models.db.engine import transaction
+from models.db.tables import Camera, Ticket, TicketOccurrence, TicketTransition, User
 from models.errors import AccessDenied, Conflict, ValidationError
-from models.evidence import FileEvidenceStore
-from models.ticket_ingest import ingest_events
-from models.ticket_sweeps import escalate_overdue, verify_by_video
-from models.tickets import TicketDesk, TicketSettings
+from models.evidence.store import FileEvidenceStore
+from models.identity.access import load_scope
+from models.tickets.categories import TicketSettings
+from models.tickets.desk import TicketDesk
+from models.tickets.ingest import ingest_events
+from models.tickets.sweeps import escalate_overdue, verify_by_video
 from tests.support.events import Episode
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.apitokens import issue_refresh_token, rotate_refresh_token
-from models.db import transaction
-from models.domain import User, utcnow
+from models.db.engine import transaction
+from models.db.tables import User, utcnow
 from models.errors import AuthError, ValidationError
-from models.users import Credential, credential_is_live, end_sessions, set_assignments
+from models.identity.tokens import issue_refresh_token, rotate_refresh_token
+from models.identity.users import Credential, credential_is_live, end_sessions, set_assignments
 
 
 def _user(s: Session, name: str) -> User:

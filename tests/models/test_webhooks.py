@@ -14,12 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from models.db import transaction
-from models.domain import Camera, WebhookDelivery
-from models.evidence import FileEvidenceStore
-from models.ticket_ingest import ingest_events
-from models.tickets import TicketDesk, TicketSettings
-from models.webhooks import SIGNATURE_HEADER, deliver_due, verify_signature
+from models.db.engine import transaction
+from models.db.tables import Camera, WebhookDelivery
+from models.evidence.store import FileEvidenceStore
+from models.tickets.categories import TicketSettings
+from models.tickets.desk import TicketDesk
+from models.tickets.ingest import ingest_events
+from models.tickets.outbox import SIGNATURE_HEADER, deliver_due, verify_signature
 from tests.support.events import Episode
 
 SECRET = "webhook-secret"

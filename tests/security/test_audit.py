@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.audit import record_event
-from models.domain import Camera, utcnow
+from models.db.tables import Camera, utcnow
+from models.identity.audit import record_event
 
 Headers = Callable[[str], dict[str, str]]
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.domain import AccessLog, Camera, CameraGrant, utcnow
+from models.db.tables import AccessLog, Camera, CameraGrant, utcnow
 
 Headers = Callable[[str], dict[str, str]]
 

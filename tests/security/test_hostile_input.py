@@ -17,7 +17,7 @@ from api.app import create_app
 from api.limits import BodySizeLimit, PayloadTooLarge, install_limit_handler, read_upload
 from api.settings import ApiSettings
 from models.errors import NotFound
-from models.evidence_paths import safe_join
+from models.evidence.paths import safe_join
 from tests.conftest import TEST_SECRET
 
 

@@ -36,9 +36,9 @@ from sqlalchemy.orm import sessionmaker
 from api.app import create_app
 from api.deps import ACCESS_KINDS
 from api.settings import ApiSettings
-from models.apitokens import issue_refresh_token
-from models.db import transaction
-from models.domain import User, utcnow
+from models.db.engine import transaction
+from models.db.tables import User, utcnow
+from models.identity.tokens import issue_refresh_token
 from tests.security.world import GRANTEE, SECRET, World, json_of, stream_status
 from tests.support import sample
 

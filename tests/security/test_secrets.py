@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import select
 
-from models.cameraimport import parse_camera_file, register_cameras
-from models.db import transaction
-from models.domain import Camera
+from models.db.engine import transaction
+from models.db.tables import Camera
+from models.grid.cameras import parse_camera_file, register_cameras
 from tests.security.test_matrix import CASES, OPERATIONS, PARAMS, SEES, Call, Case
 from tests.security.world import World, stream_status
 from tests.support import sample

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from models.throttle import LoginThrottle, MemoryThrottleStore, Throttled, ThrottleStore
-from models.throttle_redis import RedisThrottleStore
+from api.login_throttle import LoginThrottle, MemoryThrottleStore, Throttled, ThrottleStore
+from api.login_throttle_redis import RedisThrottleStore
 from tests.support.require import require
 
 

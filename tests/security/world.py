@@ -24,15 +24,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from api.settings import ApiSettings
 from api.tokens import issue_access_token
-from models.bus import MemoryBus
-from models.cameraimport import parse_camera_file, register_cameras
-from models.db import make_engine, make_session_factory, transaction
-from models.domain import ApiToken, Assignment, Camera, CameraGrant, Role, Ticket, User, utcnow
-from models.evidence import FileEvidenceStore
-from models.gridimport import import_grids
-from models.passwords import hash_api_token, hash_password, new_api_token
-from models.tickets import TicketDesk, TicketSettings
-from models.users import add_user
+from models.bus.streams import MemoryBus
+from models.db.engine import make_engine, make_session_factory, transaction
+from models.db.tables import ApiToken, Assignment, Camera, CameraGrant, Role, Ticket, User, utcnow
+from models.evidence.store import FileEvidenceStore
+from models.grid.cameras import parse_camera_file, register_cameras
+from models.grid.tree import import_grids
+from models.identity.passwords import hash_api_token, hash_password, new_api_token
+from models.identity.users import add_user
+from models.tickets.categories import TicketSettings
+from models.tickets.desk import TicketDesk
 from tests.support import sample
 from tests.support.databases import postgres_available, postgres_database, sqlite_copy
 from tests.support.require import require
@@ -80,7 +81,7 @@ class World:
                 model = s.scalars(select(User).where(User.username == like)).one()
                 role, grid_ids = Role(model.role), [a.grid_id for a in model.assignments]
             else:
-                from models.domain import GridNode
+                from models.db.tables import GridNode
 
                 grid_ids = list(s.scalars(select(GridNode.id).where(GridNode.code.in_(grids))))
             user = User(username=name, role=role.value, password_hash=self.password_hash)

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from models.db import make_engine, upgrade
+from models.db.engine import make_engine, upgrade
 
 PG_ADMIN_URL = os.environ.get("GRIDPATROL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -48,7 +48,7 @@ def postgres_database() -> Iterator[str]:
 
 
 def truncate_all(url: str) -> None:
-    from models.domain import Base
+    from models.db.tables import Base
 
     engine = make_engine(url)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)

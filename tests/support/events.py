@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 
-from models.messages import RuleEvent
+from models.bus.messages import RuleEvent
 
 _ids = itertools.count(1)
 

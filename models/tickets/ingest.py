@@ -20,9 +20,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models.domain import Camera, GridNode, Ticket, TicketEpisode, TicketOccurrence, TicketState, User
-from models.messages import RuleEvent, TicketNotice
-from models.tickets import RULE_CATEGORY, TicketDesk, notice
+from models.bus.messages import RuleEvent, TicketNotice
+from models.db.tables import Camera, GridNode, Ticket, TicketEpisode, TicketOccurrence, TicketState, User
+from models.tickets.categories import RULE_CATEGORY
+from models.tickets.desk import TicketDesk, notice
 
 logger = logging.getLogger(__name__)
 

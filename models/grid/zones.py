@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from models.audit import record_change
-from models.domain import User, Zone, ZoneRevision
-from models.zonespec import ZonesFile, parse_zones
+from models.db.tables import User, Zone, ZoneRevision
+from models.grid.zonespec import ZonesFile, parse_zones
+from models.identity.audit import record_change
 
 
 @dataclass(frozen=True)

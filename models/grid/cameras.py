@@ -14,9 +14,9 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.domain import Camera, GridNode
+from models.db.tables import Camera, GridNode
 from models.errors import ValidationError
-from models.geo import GridLocator
+from models.grid.geo import GridLocator
 from models.secrets import redact_url
 
 STREAM_SCHEMES = {"rtsp", "rtsps", "http", "https", "file"}

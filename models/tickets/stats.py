@@ -8,14 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from models.domain import Ticket, TicketState, User
+from models.db.tables import Ticket, TicketState, User
+from models.tickets.states import HOLDS_LIVE_SLOT, WAITING_ACCEPT, WAITING_RESOLVE
 
 S = TicketState
-_LIVE = {S.open.value, S.dispatched.value, S.accepted.value, S.rejected.value, S.reopened.value, S.resolved.value}
-
-
-WAITING_ACCEPT = (S.open.value, S.dispatched.value, S.rejected.value, S.reopened.value)
-WAITING_RESOLVE = (*WAITING_ACCEPT, S.accepted.value)
 
 
 def is_late(t: Ticket, now: datetime) -> bool:
@@ -98,7 +94,7 @@ def evaluate(tickets: Sequence[Ticket], users: dict[int, User], *, now: datetime
                 grid_code=g.code,
                 grid_name=g.name,
                 total=len(ts),
-                live=sum(t.state in _LIVE for t in ts),
+                live=sum(t.state in HOLDS_LIVE_SLOT for t in ts),
                 closed=sum(t.state in (S.verified.value, S.closed.value) for t in ts),
                 overdue=sum(is_overdue(t, now) for t in ts),
                 overdue_rate=round(late / len(ts), 3),

@@ -9,10 +9,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.apitokens import api_token_is_live, revoke_user_refresh_tokens
-from models.domain import Assignment, GridNode, Role, User, utcnow
+from models.db.tables import Assignment, GridNode, Role, User, utcnow
 from models.errors import Conflict, ValidationError
-from models.passwords import check_password_policy, hash_password, verify_password
+from models.identity.passwords import check_password_policy, hash_password, verify_password
+from models.identity.tokens import api_token_is_live, revoke_user_refresh_tokens
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 SCOPED_ROLES = frozenset({Role.manager, Role.grid_leader, Role.patroller})

@@ -1,4 +1,4 @@
-"""Grid tickets: categories and deadlines, the state machine, who may move a ticket, manual reports.
+"""Grid tickets: the state machine, who may move a ticket, deadlines, dispatch and manual reports.
 
 open → dispatched → accepted → resolved → verified → closed, plus rejected (sent back by the grid) and
 reopened (the problem came back, or a reviewer disagreed). Every move is a :class:`TicketTransition`
@@ -12,17 +12,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.access import AccessScope
-from models.domain import (
+from models.bus.messages import TicketNotice
+from models.db.tables import (
     Assignment,
     GridNode,
     Role,
     Ticket,
-    TicketCategory,
     TicketState,
     TicketTransition,
     User,
@@ -30,55 +28,11 @@ from models.domain import (
     utcnow,
 )
 from models.errors import AccessDenied, Conflict, ValidationError
-from models.evidence import EvidenceStore, image_suffix
-from models.geo import GridLocator
-from models.messages import TicketNotice
-from models.settings import PartSettings
-
-S = TicketState
-
-
-class CategoryPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    case_code: str = Field(description="City-management case code (e.g. 街面秩序/占道经营)")
-    accept_within_s: int = Field(gt=0, description="Time to accept before escalating to the street")
-    resolve_within_s: int = Field(gt=0, description="Time to resolve before escalating to the district")
-
-
-DEFAULT_CATEGORIES = {
-    TicketCategory.road_occupation.value: CategoryPolicy(
-        case_code="街面秩序/占道经营", accept_within_s=30 * 60, resolve_within_s=4 * 3600
-    ),
-    TicketCategory.fire_lane_blockage.value: CategoryPolicy(
-        case_code="消防通道堵塞", accept_within_s=10 * 60, resolve_within_s=3600
-    ),
-    TicketCategory.crowding.value: CategoryPolicy(case_code="人员聚集", accept_within_s=5 * 60, resolve_within_s=3600),
-    TicketCategory.other.value: CategoryPolicy(case_code="其他", accept_within_s=3600, resolve_within_s=24 * 3600),
-}
-
-#: rule name → ticket category
-RULE_CATEGORY = {
-    "road_occupation": TicketCategory.road_occupation.value,
-    "fire_lane_blockage": TicketCategory.fire_lane_blockage.value,
-    "crowding": TicketCategory.crowding.value,
-}
-
-MANUAL_SOURCES = ("patrol", "hotline_12345", "police_110", "api")
-
-
-class TicketSettings(PartSettings):
-    ticket_categories: dict[str, CategoryPolicy] = Field(
-        default_factory=lambda: dict(DEFAULT_CATEGORIES), description="Case code and deadlines per category"
-    )
-    ticket_verify_clear_s: int = Field(default=60, ge=0, description="Clear time that verifies a resolved ticket")
-    ticket_max_snapshots: int = Field(default=10, ge=1, description="Snapshots kept per ticket beyond the first")
-    ticket_auto_dispatch: bool = Field(default=True, description="Dispatch new tickets to the grid's leader at once")
-    webhook_urls: list[str] = Field(default_factory=list, description="Endpoints that receive ticket events")
-    webhook_secret: str = Field(default="", description="HMAC-SHA256 key for the X-GridPatrol-Signature header")
-
-    def category(self, name: str) -> CategoryPolicy:
-        return self.ticket_categories.get(name) or DEFAULT_CATEGORIES[name]
+from models.evidence.store import EvidenceStore, image_suffix
+from models.grid.geo import GridLocator
+from models.identity.access import AccessScope
+from models.tickets.categories import DEFAULT_CATEGORIES, MANUAL_SOURCES, S, TicketSettings
+from models.tickets.states import LIVE
 
 
 @dataclass(frozen=True)
@@ -90,7 +44,6 @@ class Move:
 
 _STAFF = frozenset({Role.admin, Role.operator, Role.manager})
 _HANDLERS = frozenset({Role.admin, Role.manager, Role.grid_leader})
-_LIVE = frozenset({S.open, S.dispatched, S.accepted, S.rejected, S.reopened})
 
 MOVES: dict[str, Move] = {
     "dispatch": Move(frozenset({S.open, S.rejected, S.reopened}), S.dispatched, _STAFF),
@@ -100,11 +53,9 @@ MOVES: dict[str, Move] = {
     "verify": Move(frozenset({S.resolved}), S.verified, _STAFF),
     "close": Move(frozenset({S.verified}), S.closed, _STAFF),
     # a false alarm: the centre closes it without handling
-    "dismiss": Move(frozenset(_LIVE), S.closed, frozenset({Role.admin, Role.operator})),
+    "dismiss": Move(LIVE, S.closed, frozenset({Role.admin, Role.operator})),
     "reopen": Move(frozenset({S.resolved, S.verified, S.closed}), S.reopened, _STAFF),
 }
-#: states in which a ticket still holds its camera zone's live slot (verification included)
-HOLDS_LIVE_SLOT = _LIVE | {S.resolved}
 
 
 def notice(ticket: Ticket, event: str, at: datetime, **detail: object) -> TicketNotice:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import models.domain
+import models.db.tables
 
 revision = '0002'
 down_revision = '0001'
@@ -26,10 +26,10 @@ def upgrade() -> None:
     sa.Column('family', sa.String(length=64), nullable=False),
     sa.Column('token_hash', sa.String(length=128), nullable=False),
     sa.Column('token_version', sa.Integer(), nullable=False),
-    sa.Column('created_at', models.domain.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', models.domain.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', models.domain.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', models.domain.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', models.db.tables.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', models.db.tables.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', models.db.tables.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', models.db.tables.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('token_hash')

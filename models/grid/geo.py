@@ -13,7 +13,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.domain import GRID_KIND_LEVEL, GridKind, GridNode
+from models.db.tables import GRID_KIND_LEVEL, GridKind, GridNode
 
 
 @dataclass(frozen=True)

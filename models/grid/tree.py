@@ -16,9 +16,9 @@ from shapely.validation import explain_validity
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.domain import GRID_KIND_LEVEL, Camera, GridKind, GridNode
+from models.db.tables import GRID_KIND_LEVEL, Camera, GridKind, GridNode
 from models.errors import ValidationError
-from models.geo import GridLocator
+from models.grid.geo import GridLocator
 
 MAX_CODE_LENGTH = 64
 MAX_VERTICES = 100_000

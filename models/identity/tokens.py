@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models.domain import ApiToken, RefreshToken, User, utcnow
+from models.db.tables import ApiToken, RefreshToken, User, utcnow
 from models.errors import AccessDenied, AuthError, ValidationError
-from models.passwords import hash_api_token, new_api_token
+from models.identity.passwords import hash_api_token, new_api_token
 
 API_TOKEN_PREFIX = "gp_"
 REFRESH_TOKEN_PREFIX = "gpr_"

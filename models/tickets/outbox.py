@@ -17,8 +17,8 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import transaction
-from models.domain import WebhookDelivery, utcnow
+from models.db.engine import transaction
+from models.db.tables import WebhookDelivery, utcnow
 from models.secrets import redact_url
 
 logger = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 import redis
 
+from models.bus.messages import ConfigChange, RuleEvent, TicketNotice, decode, encode
 from models.errors import BusError
-from models.messages import ConfigChange, RuleEvent, TicketNotice, decode, encode
 
 logger = logging.getLogger(__name__)
 

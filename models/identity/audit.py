@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from models.access import AccessScope
-from models.domain import AccessLog, CameraGrant, Ticket, User
+from models.db.tables import AccessLog, CameraGrant, Ticket, User
+from models.identity.access import AccessScope
 
 #: the values of AccessLog.action
 ACTIONS = ("view", "deny", "change", "login", "login_failed", "logout")

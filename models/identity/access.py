@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
 
-from models.domain import Assignment, Camera, CameraGrant, GridNode, Role, Ticket, User, utcnow
+from models.db.tables import Assignment, Camera, CameraGrant, GridNode, Role, Ticket, User, utcnow
 
 GLOBAL_ROLES = frozenset({Role.admin, Role.operator})
 CONFIGURE_ROLES = frozenset({Role.admin, Role.operator})

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from models.domain import utcnow
+from models.db.tables import utcnow
 from models.errors import NotFound, ValidationError
-from models.evidence_paths import safe_join
+from models.evidence.paths import safe_join
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

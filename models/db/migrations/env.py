@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from models.domain import Base
+from models.db.tables import Base
 
 config = context.config
 engine = config.attributes["engine"]

@@ -8,13 +8,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from models.domain import Assignment, GridKind, GridNode, Role, Ticket, TicketOccurrence, TicketState, User
-from models.messages import TicketNotice
-from models.tickets import TicketDesk, notice
+from models.bus.messages import TicketNotice
+from models.db.tables import Assignment, GridKind, GridNode, Role, Ticket, TicketOccurrence, TicketState, User
+from models.tickets.desk import TicketDesk, notice
+from models.tickets.states import WAITING_ACCEPT, WAITING_RESOLVE, values
 
 S = TicketState
-NOT_ACCEPTED = [S.open.value, S.dispatched.value, S.rejected.value, S.reopened.value]
-NOT_RESOLVED = [*NOT_ACCEPTED, S.accepted.value]
+NOT_ACCEPTED = values(WAITING_ACCEPT)
+NOT_RESOLVED = values(WAITING_RESOLVE)
 
 #: escalation level → (the tree level it goes to, what was late)
 LEVELS = {1: (GridKind.street, "未按时受理"), 2: (GridKind.district, "未按时办结")}
