@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,6 +40,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+#: execution option of a write transaction: on SQLite it starts with ``BEGIN IMMEDIATE``
+WRITE_TRANSACTION = "gridpatrol_write"
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """A write transaction takes SQLite's write lock before its first read (``BEGIN IMMEDIATE``).
+
+    pysqlite otherwise begins a transaction only at the first INSERT/UPDATE, so a transaction that
+    reads a ticket, checks its state and writes it could act on a state another writer has changed in
+    between (both answered 200 where the second must be a 409). Taking the lock first serialises such
+    read-check-write transactions the way ``SELECT ... FOR UPDATE`` does on PostgreSQL."""
+    if conn.get_execution_options().get(WRITE_TRANSACTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -48,6 +63,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
@@ -61,8 +77,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error."""
+    """A write transaction: commits on success, rolls back on any error.
+
+    Rows it will change must be read with :func:`for_update` (PostgreSQL locks them); on SQLite the
+    whole transaction holds the database's write lock from its first statement."""
     with factory() as session, session.begin():
+        session.connection(execution_options={WRITE_TRANSACTION: True})
         yield session
 
 

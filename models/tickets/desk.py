@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.bus.messages import TicketNotice
@@ -56,6 +57,24 @@ MOVES: dict[str, Move] = {
     "dismiss": Move(LIVE, S.closed, frozenset({Role.admin, Role.operator})),
     "reopen": Move(frozenset({S.resolved, S.verified, S.closed}), S.reopened, _STAFF),
 }
+
+
+def lock_tickets(session: Session, ids: Iterable[int]) -> dict[int, Ticket]:
+    """Read tickets for a change, locked until the transaction ends, in id order (no deadlock between
+    lockers). ``FOR NO KEY UPDATE`` on PostgreSQL: it does not wait for rows that merely reference the
+    ticket (occurrences, transitions being inserted); SQLite's write transaction already serialises.
+    The rows are read again even when the session holds them, so every check sees the latest state."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = session.scalars(
+        select(Ticket)
+        .where(Ticket.id.in_(wanted))
+        .order_by(Ticket.id)
+        .with_for_update(of=Ticket, key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    return {t.id: t for t in rows}
 
 
 def notice(ticket: Ticket, event: str, at: datetime, **detail: object) -> TicketNotice:
@@ -174,7 +193,10 @@ class TicketDesk:
         photos: Sequence[bytes] = (),
     ) -> list[TicketNotice]:
         """Apply one action; AccessDenied (403) or Conflict (409) with a reason when it is not allowed.
-        The caller has already checked that ``scope`` may see the ticket (404 otherwise)."""
+        The caller has already checked that ``scope`` may see the ticket (404 otherwise). The ticket is
+        locked and read again first: of two people acting at once, the second sees the first's result
+        (a grid leader's accept and a manager's reject cannot both succeed)."""
+        lock_tickets(session, [ticket.id])
         move = MOVES.get(action)
         if move is None:
             raise ValidationError(f"unknown action {action!r} (use {', '.join(MOVES)})", field="action")
@@ -207,11 +229,7 @@ class TicketDesk:
         photos: Sequence[str] = (),
     ) -> list[TicketNotice]:
         if move.target == S.reopened and ticket.camera_id is not None and ticket.active_key is None:
-            live_key = f"{ticket.camera_id}:{ticket.zone_name}:{ticket.rule}"
-            other = session.scalar(select(Ticket.id).where(Ticket.active_key == live_key))
-            if other is not None:
-                raise Conflict(f"ticket {other} is already open for this camera zone; reopen is not possible")
-            ticket.active_key = live_key
+            self._take_live_slot(session, ticket)
         self.record(session, ticket, action=action, to_state=move.target, actor=actor, at=at, note=note, photos=photos)
         out = [notice(ticket, action, at, actor=actor.username if actor else "system")]
         if move.target == S.accepted:
@@ -226,11 +244,27 @@ class TicketDesk:
             ticket.closed_at = at
         elif move.target == S.reopened:
             ticket.resolved_at = ticket.verified_at = ticket.closed_at = ticket.accepted_at = None
+            # new deadlines start a new escalation: the grid first, then the street, then the district
+            ticket.escalation_level = 0
             self.set_deadlines(ticket, at)
             out += self.auto_dispatch(session, ticket, at)
         if move.target in {S.verified, S.closed}:
             ticket.active_key = None  # the zone may open a new ticket from now on
         return out
+
+    def _take_live_slot(self, session: Session, ticket: Ticket) -> None:
+        """A reopened camera ticket takes back its zone's live slot, unless a newer ticket holds it. The
+        unique index decides a race with a ticketer opening that newer ticket at the same moment."""
+        live_key = f"{ticket.camera_id}:{ticket.zone_name}:{ticket.rule}"
+        other = session.scalar(select(Ticket.id).where(Ticket.active_key == live_key))
+        if other is not None:
+            raise Conflict(f"ticket {other} is already open for this camera zone; reopen is not possible")
+        try:
+            with session.begin_nested():
+                ticket.active_key = live_key
+                session.flush()
+        except IntegrityError as err:
+            raise Conflict("another ticket was opened for this camera zone just now; reopen is not possible") from err
 
     def system_move(
         self, session: Session, ticket: Ticket, *, action: str, at: datetime, note: str, photos: Sequence[str] = ()

@@ -6,6 +6,10 @@ ticketer carry thousands of events a second), and every uniqueness decision is l
 - ``ticket_episodes.episode_key`` is unique: all events of one episode reach the same ticket;
 - ``tickets.active_key`` is unique while a ticket is live: two ticketers racing on a new episode
   create one ticket, the loser's insert does nothing and it reads the winner's row.
+
+Counters are written back as values computed from the row, so the batch's tickets are locked first
+(``SELECT ... FOR NO KEY UPDATE`` in id order on PostgreSQL, the write lock on SQLite): a second
+ticketer, an API transition or a sweep on the same ticket waits and then sees this batch's result.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from typing import Any, cast
 
 from sqlalchemy import Result, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models.bus.messages import RuleEvent, TicketNotice
-from models.db.tables import Camera, GridNode, Ticket, TicketEpisode, TicketOccurrence, TicketState, User
+from models.db.tables import Camera, Ticket, TicketEpisode, TicketOccurrence, TicketState, User
+from models.errors import Conflict
 from models.tickets.categories import RULE_CATEGORY
-from models.tickets.desk import TicketDesk, notice
+from models.tickets.desk import TicketDesk, lock_tickets, notice
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +74,8 @@ def ingest_events(session: Session, desk: TicketDesk, events: Sequence[RuleEvent
     pending = [e for e in pending if e.episode_key in episode_ticket]
     if not pending:
         return result
+    # lock before deciding anything from the rows: which events are new, the counters, the state
+    tickets = lock_tickets(session, {episode_ticket[e.episode_key] for e in pending})
 
     occ_rows = [
         {
@@ -88,14 +95,8 @@ def ingest_events(session: Session, desk: TicketDesk, events: Sequence[RuleEvent
     if not fresh:
         return result
 
-    tickets = {
-        t.id: t
-        for t in session.scalars(
-            select(Ticket)
-            .options(joinedload(Ticket.grid).load_only(GridNode.id, GridNode.code, GridNode.name, GridNode.path))
-            .where(Ticket.id.in_({episode_ticket[e.episode_key] for e in fresh}))
-        )
-    }
+    touched = {episode_ticket[e.episode_key] for e in fresh}
+    tickets = {tid: t for tid, t in tickets.items() if tid in touched}
     for tid in created & tickets.keys():
         ticket = tickets[tid]
         desk.set_deadlines(ticket, ticket.opened_at)
@@ -248,9 +249,16 @@ def _apply(
     put("condition_active", True)
     put("last_seen_at", max(e.at, ticket.last_seen_at or e.at))
     resolved_at = ticket.resolved_at
-    if state == TicketState.resolved and e.type == "started" and (resolved_at is None or e.at > resolved_at):
+    # The problem came back after the grid said it was handled. A verification sweep may have verified
+    # the ticket a moment before this event was applied (it saw the zone clear): the event is newer
+    # than the resolution, so the verification was premature and the ticket reopens all the same.
+    came_back = e.type == "started" and (resolved_at is None or e.at > resolved_at)
+    if came_back and state in {TicketState.resolved, TicketState.verified}:
         photos = [e.evidence_key] if e.evidence_key else []
-        out += desk.system_move(session, ticket, action="reopen", at=e.at, note="视频复核：问题再次出现", photos=photos)
+        try:
+            out += desk.system_move(session, ticket, action="reopen", at=e.at, note="视频复核：问题再次出现", photos=photos)
+        except Conflict as err:  # a newer ticket already holds the zone: the event stays an occurrence here
+            logger.info("ticket %s not reopened: %s", ticket.id, err)
     return out
 
 
