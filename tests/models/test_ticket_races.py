@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,11 @@ def ingest(factory: sessionmaker[Session], desk: TicketDesk, events: list[RuleEv
         ingest_events(s, desk, events)
 
 
+def sweep(factory: sessionmaker[Session], desk: TicketDesk, now: datetime) -> None:
+    with transaction(factory) as s:
+        verify_by_video(s, desk, now=now)
+
+
 def camera(factory: sessionmaker[Session], name: str = "cam-g1-a") -> int:
     with factory() as s:
         return s.scalars(select(Camera.id).where(Camera.name == name)).one()
@@ -112,7 +118,7 @@ def test_two_ticketers_on_one_ticket_lose_no_event(seeded, desk: TicketDesk, db_
         ep = Episode(cam, zone=zone, start=T0)
         ingest(seeded, desk, [ep.event("started")])
         updated, ended = ep.event("updated", after_s=5), ep.event("ended", after_s=10)
-        outcome = race(lambda: ingest(seeded, desk, [updated]), lambda: ingest(seeded, desk, [ended]))
+        outcome = race(partial(ingest, seeded, desk, [updated]), partial(ingest, seeded, desk, [ended]))
         assert outcome == [None, None], f"round {i}: {outcome}"
         (t,) = ticket_of_zone(seeded, zone)
         # both events counted, and the newer one (ended) decides the condition whatever the order
@@ -151,7 +157,7 @@ def test_two_accepts_have_one_winner(seeded, desk: TicketDesk, db_url: str) -> N
         zone = f"lane-{i}"
         ingest(seeded, desk, [Episode(cam, zone=zone, start=T0).event("started")])
         (t,) = ticket_of_zone(seeded, zone)
-        first, second = race(lambda: move(seeded, desk, t.id, "leader-g1", "accept"), lambda: move(seeded, desk, t.id, "manager-s1", "accept"))
+        first, second = race(partial(move, seeded, desk, t.id, "leader-g1", "accept"), partial(move, seeded, desk, t.id, "manager-s1", "accept"))
         outcomes = sorted(type(r).__name__ for r in (first, second))
         assert outcomes == ["Conflict", "str"], f"round {i}: {first!r}, {second!r}"
 
@@ -170,11 +176,7 @@ def test_verification_against_a_redetection_never_verifies_a_present_problem(see
         now = T0 + timedelta(seconds=100)  # clear for 90 s: the sweep would verify it
         back = Episode(cam, zone=zone, start=T0 + timedelta(seconds=95)).event("started")
 
-        def sweep() -> None:
-            with transaction(seeded) as s:
-                verify_by_video(s, desk, now=now)
-
-        assert race(sweep, lambda: ingest(seeded, desk, [back])) == [None, None], f"round {i}"
+        assert race(partial(sweep, seeded, desk, now), partial(ingest, seeded, desk, [back])) == [None, None], f"round {i}"
         tickets = ticket_of_zone(seeded, zone)
         live = [x for x in tickets if x.active_key is not None]
         assert len(live) == 1, f"round {i}: {[(x.id, x.state, x.active_key) for x in tickets]}"
@@ -196,12 +198,11 @@ def test_reopen_against_a_new_ticket_for_the_zone_is_a_conflict_not_an_error(see
         clock.now = T0 + timedelta(seconds=10)
         for action in ("accept", "resolve"):
             move(seeded, desk, t.id, "leader-g1", action)
-        with transaction(seeded) as s:
-            verify_by_video(s, desk, now=T0 + timedelta(seconds=100))
+        sweep(seeded, desk, T0 + timedelta(seconds=100))
         assert ticket_of_zone(seeded, zone)[0].state == TicketState.verified.value
         clock.now = T0 + timedelta(seconds=200)
         again = Episode(cam, zone=zone, start=T0 + timedelta(seconds=150)).event("started")
-        reopen, opened = race(lambda: move(seeded, desk, t.id, "manager-s1", "reopen", "现场仍有杂物"), lambda: ingest(seeded, desk, [again]))
+        reopen, opened = race(partial(move, seeded, desk, t.id, "manager-s1", "reopen", "现场仍有杂物"), partial(ingest, seeded, desk, [again]))
         assert opened is None, f"round {i}: the ticketer failed: {opened!r}"
         assert reopen == TicketState.dispatched.value or isinstance(reopen, Conflict), f"round {i}: {reopen!r}"
         tickets = ticket_of_zone(seeded, zone)
