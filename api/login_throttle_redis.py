@@ -12,18 +12,20 @@ KEY_PREFIX = "gridpatrol:throttle:"
 
 
 class RedisThrottleStore:
-    """Failure timestamps as sorted-set scores; each key expires with its window."""
+    """Failure timestamps as sorted-set scores under ``<namespace><prefix><key>``; each key expires with
+    its window. ``namespace`` is the installation's ``GRIDPATROL_BUS_NAMESPACE``, so installations that
+    share a Redis keep their own counts."""
 
-    def __init__(self, client: Any, *, prefix: str = KEY_PREFIX) -> None:
+    def __init__(self, client: Any, *, prefix: str = KEY_PREFIX, namespace: str = "") -> None:
         self._redis = client
-        self._prefix = prefix
+        self._prefix = namespace + prefix
 
     @classmethod
-    def from_url(cls, url: str) -> RedisThrottleStore:
+    def from_url(cls, url: str, *, namespace: str = "") -> RedisThrottleStore:
         import redis
 
         try:
-            return cls(redis.Redis.from_url(url))
+            return cls(redis.Redis.from_url(url), namespace=namespace)
         except ValueError as err:
             raise ConfigError("redis URL is not valid") from err
 

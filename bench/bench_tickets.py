@@ -31,8 +31,10 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gridpatrol.ticketer import Ticketer  # noqa: E402
+from models.bus.memory import MemoryBus  # noqa: E402
 from models.bus.messages import RULE_EVENTS, RuleEvent  # noqa: E402
-from models.bus.streams import Bus, MemoryBus, RedisBus  # noqa: E402
+from models.bus.protocol import Bus  # noqa: E402
+from models.bus.redis_streams import RedisBus  # noqa: E402
 from models.db.engine import make_engine, make_session_factory, transaction, upgrade  # noqa: E402
 from models.db.tables import Camera, Ticket, TicketOccurrence  # noqa: E402
 from models.evidence.store import FileEvidenceStore  # noqa: E402

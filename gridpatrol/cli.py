@@ -13,6 +13,7 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gridpatrol.cli_bus import register_bus_commands
 from gridpatrol.cli_common import fail, load_settings, open_db, read_json
 from gridpatrol.cli_media import register_media_commands
 from gridpatrol.settings import Settings
@@ -135,15 +136,20 @@ def run_everything(settings: Settings, *, host: str, port: int, with_worker: boo
     except GridPatrolError as err:
         fail(str(err))
     cam_worker = None
+    ticketer = None
     try:
         if with_ticketer:
-            runtime.start_ticketer()
+            ticketer = runtime.start_ticketer()
         if with_worker:
             try:
                 cam_worker = runtime.start_worker()
             except GridPatrolError as err:
                 fail(f"worker: {err}")
         metrics = CollectorRegistry()
+        if ticketer is not None:
+            from gridpatrol.ticketer import TicketerCollector
+
+            TicketerCollector(ticketer).register(metrics)
         if cam_worker is not None:
             HealthCollector(cam_worker.supervisor.health).register(metrics)
         throttle = None
@@ -151,7 +157,8 @@ def run_everything(settings: Settings, *, host: str, port: int, with_worker: boo
             from api.login_throttle import LoginThrottle
             from api.login_throttle_redis import RedisThrottleStore
 
-            throttle = LoginThrottle(store=RedisThrottleStore.from_url(settings.storage.redis_url))
+            store = RedisThrottleStore.from_url(settings.storage.redis_url, namespace=settings.storage.bus_namespace)
+            throttle = LoginThrottle(store=store)
         api = create_app(
             settings.api,
             session_factory=runtime.factory,
@@ -212,7 +219,10 @@ def worker_cmd(
 
 
 @app.command("ticketer")
-def ticketer_cmd() -> None:
+def ticketer_cmd(
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port")] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address of the metrics endpoint")] = "127.0.0.1",
+) -> None:
     """Turn rule events into tickets; escalate and verify on time. Run one or more."""
     from gridpatrol.runtime import Runtime, stop_on_signals
 
@@ -222,7 +232,15 @@ def ticketer_cmd() -> None:
     except GridPatrolError as err:
         fail(str(err))
     with stop_on_signals(runtime.stop):
-        runtime.start_ticketer()
+        ticketer = runtime.start_ticketer()
+        if metrics_port:
+            from prometheus_client import CollectorRegistry, start_http_server
+
+            from gridpatrol.ticketer import TicketerCollector
+
+            registry = CollectorRegistry()
+            TicketerCollector(ticketer).register(registry)
+            start_http_server(metrics_port, addr=metrics_host, registry=registry)
         runtime.stop.wait()
     runtime.close()
 
@@ -295,7 +313,7 @@ def announce(settings: Settings, change: ConfigChange) -> None:
     """Tell running workers at once when they share a Redis bus (otherwise they poll)."""
     if not settings.storage.redis_url:
         return
-    from models.bus.streams import RedisBus
+    from models.bus.redis_streams import RedisBus
 
     bus = RedisBus(settings.storage.redis_url, namespace=settings.storage.bus_namespace)
     try:
@@ -307,6 +325,7 @@ def announce(settings: Settings, change: ConfigChange) -> None:
 
 
 register_media_commands(app, cameras_app)
+register_bus_commands(app)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gridpatrol.settings import Settings
 from gridpatrol.ticketer import Ticketer, run_webhooks
 from models.bus.health_board import HealthBoard, make_health_board
-from models.bus.streams import Bus, make_bus
+from models.bus.protocol import Bus, make_bus
 from models.db.engine import make_engine, make_session_factory, upgrade
 from models.evidence.store import FileEvidenceStore
 from models.tickets.desk import TicketDesk
@@ -77,6 +77,7 @@ class Runtime:
             batch=conf.ticketer_batch,
             stale_ms=conf.ticketer_stale_ms,
             sweep_every_s=conf.ticketer_sweep_s,
+            max_deliveries=conf.bus_max_deliveries,
         )
         self.spawn("ticketer", ticketer.run, self.stop)
         if self.settings.tickets.webhook_urls:
@@ -92,7 +93,11 @@ class Runtime:
         if capacity is not None:
             ingest = ingest.model_copy(update={"worker_capacity": capacity})
         url = self.settings.storage.redis_url
-        leases = RedisLeaseStore.from_url(url, prefix=ingest.lease_prefix) if url else MemoryLeaseStore()
+        leases = (
+            RedisLeaseStore.from_url(url, prefix=ingest.lease_prefix, namespace=self.settings.storage.bus_namespace)
+            if url
+            else MemoryLeaseStore()
+        )
         backend = backend_config(self.settings.worker.detector_backend, self.settings.worker.detector_model, models_dir=self.settings.models_dir)
         worker = Worker(
             worker_id=process_name("worker"),

@@ -31,6 +31,9 @@ class TicketerSettings(PartSettings):
         default=15_000, ge=100, description="Events a dead ticketer left unacknowledged this long are taken over"
     )
     ticketer_sweep_s: float = Field(default=2.0, gt=0, description="How often deadlines and verification are checked")
+    bus_max_deliveries: int = Field(
+        default=5, ge=1, le=1000, description="Deliveries of a rule event whose handling keeps failing before it is dead-lettered"
+    )
 
 
 @dataclass(frozen=True)

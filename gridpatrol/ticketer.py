@@ -3,6 +3,12 @@
 At least once, end to end: a batch is committed, then acknowledged, then its notices are published.
 A ticketer that dies between commit and ack leaves its entries pending; another ticketer (or this one
 on restart) claims them after ``stale_ms`` and re-applies them, which changes nothing (idempotent).
+
+A poison event (its handling raises something other than a database error) must not hold up the rest:
+the batch is split until the bad event stands alone, the others are committed and acked, and the bad
+one stays pending until its ``max_deliveries``-th delivery, when it goes to the bus's dead letters with
+the error (``gridpatrol bus dead-letters`` lists and requeues them). Database errors are retried and
+then left pending: an unreachable database is no reason to give up on good events.
 """
 
 from __future__ import annotations
@@ -10,27 +16,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.bus.messages import RULE_EVENTS, TICKET_NOTICES, RuleEvent, TicketNotice
-from models.bus.streams import Bus, Delivery
+from models.bus.protocol import Bus, Delivery
 from models.db.engine import transaction
 from models.db.tables import utcnow
 from models.errors import BusError
 from models.evidence.store import EvidenceStore
 from models.tickets.desk import TicketDesk
-from models.tickets.ingest import ingest_events
+from models.tickets.ingest import IngestResult, ingest_events
 from models.tickets.outbox import deliver_due
 from models.tickets.sweeps import escalate_overdue, verify_by_video
 
 logger = logging.getLogger(__name__)
 GROUP = "ticketer"
+DB_ATTEMPTS = 5
+
+#: what turns a batch of rule events into ticket changes inside the caller's transaction
+Ingest = Callable[[Session, TicketDesk, Sequence[RuleEvent]], IngestResult]
 
 
 @dataclass
@@ -40,6 +52,8 @@ class TicketerStats:
     duplicates: int = 0
     reclaimed: int = 0
     errors: int = 0
+    #: events given up on (moved to the dead letters) by this ticketer
+    dead_lettered: int = 0
     last_batch_at: float = field(default=0.0)
 
 
@@ -56,29 +70,41 @@ class Ticketer:
         block_ms: int = 200,
         stale_ms: int = 15_000,
         sweep_every_s: float = 2.0,
+        max_deliveries: int = 5,
         clock: Callable[[], datetime] = utcnow,
+        ingest: Ingest = ingest_events,
     ) -> None:
         self.bus, self.factory, self.desk, self.evidence = bus, session_factory, desk, evidence
         self.consumer, self.batch, self.block_ms, self.stale_ms = consumer, batch, block_ms, stale_ms
         self.sweep_every_s, self.clock = sweep_every_s, clock
+        self.max_deliveries, self.ingest = max_deliveries, ingest
         self.stats = TicketerStats()
         self._next_sweep = 0.0
         self._next_claim = 0.0
 
     def handle(self, deliveries: list[Delivery]) -> None:
-        """Apply, commit, ack, publish. Retried on transient database errors; left pending otherwise."""
-        events = [d.message for d in deliveries if isinstance(d.message, RuleEvent)]
-        for attempt in range(5):
-            try:
-                with transaction(self.factory) as session:
-                    result = ingest_events(session, self.desk, events)
-                break
-            except DBAPIError as err:  # deadlock, serialization failure, database restart...
-                self.stats.errors += 1
-                logger.warning("ticketer %s: batch of %d failed (%s), retry %d", self.consumer, len(events), type(err.orig).__name__, attempt + 1)
-                time.sleep(0.05 * 2**attempt)
-        else:
-            logger.error("ticketer %s: giving up on a batch of %d for now; it stays pending", self.consumer, len(events))
+        """Apply, commit, ack, publish. Database errors are retried, then the entries stay pending; a
+        poison event is isolated and, at its ``max_deliveries``-th delivery, dead-lettered."""
+        try:
+            self._apply(deliveries)
+        except DBAPIError as err:
+            logger.error(
+                "ticketer %s: database unavailable (%s); the rest of a batch of %d stays pending",
+                self.consumer, type(err.orig).__name__, len(deliveries),
+            )
+
+    def _apply(self, deliveries: list[Delivery]) -> None:
+        try:
+            result = self._commit([d.message for d in deliveries if isinstance(d.message, RuleEvent)])
+        except DBAPIError:
+            raise
+        except Exception as err:  # a poison event: split the batch so that the good ones go through
+            if len(deliveries) == 1:
+                self._failed(deliveries[0], err)
+                return
+            half = len(deliveries) // 2
+            self._apply(deliveries[:half])
+            self._apply(deliveries[half:])
             return
         self.bus.ack(RULE_EVENTS, group=GROUP, ids=[d.id for d in deliveries])
         self.stats.batches += 1
@@ -88,6 +114,39 @@ class Ticketer:
         self.publish(result.notices)
         for key in result.surplus_evidence:
             self.evidence.delete(key)
+
+    def _commit(self, events: list[RuleEvent]) -> IngestResult:
+        """One transaction for ``events``, retried on database errors (deadlock, serialization failure,
+        restart...); the last one is raised."""
+        for attempt in range(DB_ATTEMPTS):
+            try:
+                with transaction(self.factory) as session:
+                    return self.ingest(session, self.desk, events)
+            except DBAPIError as err:
+                self.stats.errors += 1
+                if attempt == DB_ATTEMPTS - 1:
+                    raise
+                logger.warning("ticketer %s: batch of %d failed (%s), retry %d", self.consumer, len(events), type(err.orig).__name__, attempt + 1)
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _failed(self, delivery: Delivery, err: Exception) -> None:
+        """One event's handling raised: leave it pending for a later delivery, or give up on it."""
+        self.stats.errors += 1
+        camera = delivery.message.camera_id if isinstance(delivery.message, RuleEvent) else None
+        error = f"{type(err).__name__}: {err}"
+        if delivery.deliveries < self.max_deliveries:
+            logger.warning(
+                "camera %s: ticketer %s: entry %s failed on delivery %d of %d (%s); it stays pending",
+                camera, self.consumer, delivery.id, delivery.deliveries, self.max_deliveries, error,
+            )
+            return
+        if self.bus.dead_letter(RULE_EVENTS, group=GROUP, delivery=delivery, error=error):
+            self.stats.dead_lettered += 1
+            logger.error(
+                "camera %s: ticketer %s: entry %s dead-lettered after %d deliveries (%s)",
+                camera, self.consumer, delivery.id, delivery.deliveries, error,
+            )
 
     def publish(self, notices: list[TicketNotice]) -> None:
         if notices:
@@ -131,6 +190,34 @@ class Ticketer:
                 logger.exception("ticketer %s: step failed; retrying in %.1fs", self.consumer, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+
+class TicketerCollector(Collector):
+    """Prometheus view of a ticketer's bus, at scrape time: entries given up on and dead letters waiting."""
+
+    def __init__(self, ticketer: Ticketer) -> None:
+        self._ticketer = ticketer
+
+    def register(self, registry: CollectorRegistry) -> TicketerCollector:
+        registry.register(self)
+        return self
+
+    def collect(self) -> Iterator[Metric]:
+        bus = self._ticketer.bus
+        given_up = CounterMetricFamily(
+            "gridpatrol_bus_dead_lettered", "Bus entries this process gave up on (moved to the dead letters)", labels=["topic"]
+        )
+        for topic, n in sorted(bus.dead_lettered().items()):
+            given_up.add_metric([topic], n)
+        yield given_up
+        waiting = GaugeMetricFamily(
+            "gridpatrol_bus_dead_letters", "Dead letters waiting for an admin (gridpatrol bus dead-letters)", labels=["topic"]
+        )
+        try:
+            waiting.add_metric([RULE_EVENTS], bus.dead_letter_count(RULE_EVENTS))
+        except BusError as err:  # a scrape must not fail because Redis is briefly away
+            logger.warning("dead-letter count unavailable: %s", err)
+        yield waiting
 
 
 def run_webhooks(

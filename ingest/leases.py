@@ -167,11 +167,14 @@ return out
 
 
 class RedisLeaseStore:
-    """Leases as Redis keys ``<prefix>lease:<camera_id>`` = worker id with a PX expiry."""
+    """Leases as Redis keys ``<namespace><prefix>lease:<camera_id>`` = worker id with a PX expiry.
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "gridpatrol:") -> None:
+    ``namespace`` is the installation's ``GRIDPATROL_BUS_NAMESPACE``: two installations sharing one Redis
+    must not take each other's cameras (their camera ids overlap: both count from 1)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "gridpatrol:", namespace: str = "") -> None:
         self._r = client
-        self._prefix = prefix
+        self._prefix = prefix = namespace + prefix
         self._workers_key = f"{prefix}workers"
         self._capacity_key = f"{prefix}worker-capacity"
         self._claim = client.register_script(_CLAIM)
@@ -181,8 +184,8 @@ class RedisLeaseStore:
         self._live = client.register_script(_LIVE)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "gridpatrol:") -> RedisLeaseStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True, socket_timeout=5), prefix=prefix)
+    def from_url(cls, url: str, *, prefix: str = "gridpatrol:", namespace: str = "") -> RedisLeaseStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True, socket_timeout=5), prefix=prefix, namespace=namespace)
 
     def _key(self, camera_id: str) -> str:
         return f"{self._prefix}lease:{camera_id}"

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import ApiSettings
-from models.bus.streams import MemoryBus
+from models.bus.memory import MemoryBus
 from models.db.engine import make_engine, make_session_factory, transaction
 from models.db.tables import Role
 from models.evidence.store import FileEvidenceStore

@@ -8,12 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from models.grid.zonespec import RuleName
+
 #: bus topics
 RULE_EVENTS = "gridpatrol.rule_events"
 CONFIG_CHANGES = "gridpatrol.config"
 TICKET_NOTICES = "gridpatrol.tickets"
-
-RuleName = Literal["fire_lane_blockage", "road_occupation", "crowding"]
 
 
 class _Msg(BaseModel):

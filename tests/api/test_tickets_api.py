@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.bus.memory import MemoryBus
 from models.bus.messages import TICKET_NOTICES, TicketNotice
-from models.bus.streams import MemoryBus
 from models.db.engine import transaction
 from models.db.tables import Camera
 from models.tickets.desk import TicketDesk

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from models.bus.memory import MemoryBus
 from models.bus.messages import CONFIG_CHANGES
-from models.bus.streams import MemoryBus
 from models.db.tables import Camera, ZoneRevision
 
 Headers = Callable[[str], dict[str, str]]

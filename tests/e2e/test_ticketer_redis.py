@@ -18,7 +18,7 @@ import redis
 from sqlalchemy import func, select
 
 from models.bus.messages import RULE_EVENTS, RuleEvent
-from models.bus.streams import RedisBus
+from models.bus.redis_streams import RedisBus
 from models.db.engine import make_engine, make_session_factory
 from models.db.tables import Camera, Ticket, TicketEpisode, TicketOccurrence
 from tests.conftest import seed

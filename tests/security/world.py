@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from api.settings import ApiSettings
 from api.tokens import issue_access_token
-from models.bus.streams import MemoryBus
+from models.bus.memory import MemoryBus
 from models.db.engine import make_engine, make_session_factory, transaction
 from models.db.tables import ApiToken, Assignment, Camera, CameraGrant, Role, Ticket, User, utcnow
 from models.evidence.store import FileEvidenceStore
