@@ -27,12 +27,12 @@ from api.limits import (
 )
 from api.live import TicketFeed
 from api.login_throttle import LoginThrottle
-from api.routes import admin, audit, auth, cameras, grants, grids, tickets, tokens, zones
+from api.routes import admin, audit, auth, cameras, grants, grids, stats, tickets, tokens, zones
 from api.schemas import ErrorOut, HealthOut
 from api.settings import ApiSettings
 from api.throttle import install_throttle_handler
 from models.bus.health_board import HealthBoard
-from models.bus.streams import Bus
+from models.bus.protocol import Bus
 from models.tickets.desk import TicketDesk
 
 SECURITY_HEADERS = {
@@ -146,6 +146,7 @@ def create_app(
     app.include_router(tokens.router)
     app.include_router(audit.router)
     app.include_router(tickets.router)
+    app.include_router(stats.router)
     app.include_router(zones.router)
 
     if metrics is not None:

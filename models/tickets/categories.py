@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.db.tables import TicketCategory, TicketState
-from models.settings import PartSettings
+from models.errors import ConfigError
+from models.settings import Environment, PartSettings, check_environment
 
 S = TicketState
 
@@ -48,6 +49,21 @@ class TicketSettings(PartSettings):
     ticket_auto_dispatch: bool = Field(default=True, description="Dispatch new tickets to the grid's leader at once")
     webhook_urls: list[str] = Field(default_factory=list, description="Endpoints that receive ticket events")
     webhook_secret: str = Field(default="", description="HMAC-SHA256 key for the X-GridPatrol-Signature header")
+    environment: Environment = Field(
+        default="development", description="development | production | demo; only demo may send unsigned webhooks"
+    )
+
+    _check_environment = field_validator("environment", mode="before")(check_environment)
+
+    @model_validator(mode="after")
+    def _refuse_unsigned_webhooks(self) -> TicketSettings:
+        # an empty key still "signs" (HMAC with b""): anyone could forge the receiver's events
+        if self.webhook_urls and not self.webhook_secret and self.environment != "demo":
+            raise ConfigError(
+                "GRIDPATROL_WEBHOOK_SECRET must be set when GRIDPATROL_WEBHOOK_URLS is "
+                "(webhooks without a key are accepted only with GRIDPATROL_ENVIRONMENT=demo)"
+            )
+        return self
 
     def category(self, name: str) -> CategoryPolicy:
         return self.ticket_categories.get(name) or DEFAULT_CATEGORIES[name]

@@ -1,17 +1,34 @@
-"""Evaluation of grids and grid leaders (考核): counts, response times, overdue rate and a ranking."""
+"""Evaluation of grids and grid leaders (考核): counts, response times, overdue rate and a ranking.
+
+Aggregated in SQL (GROUP BY grid and by assignee) over a bounded window, so that a request never
+loads the tickets themselves. Medians: ``percentile_cont(0.5)`` on PostgreSQL (exact, the same
+interpolation as :func:`statistics.median`); SQLite has no percentile aggregate, so there they are
+computed in Python from a fetch of just the timestamps of the handled tickets in the window.
+:func:`is_late` and :func:`is_overdue` are the row predicates the SQL clauses mirror.
+"""
 
 from __future__ import annotations
 
 import statistics
-from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
 
-from models.db.tables import Ticket, TicketState, User
-from models.tickets.states import HOLDS_LIVE_SLOT, WAITING_ACCEPT, WAITING_RESOLVE
+from sqlalchemy import ColumnElement, Select, and_, case, extract, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from models.db.tables import GridNode, Ticket, TicketState, User
+from models.errors import InvalidInput
+from models.tickets.states import HOLDS_LIVE_SLOT, WAITING_ACCEPT, WAITING_RESOLVE, values
 
 S = TicketState
+
+#: the longest window one request may evaluate
+MAX_WINDOW = timedelta(days=366)
+#: states that count as closed in the grid table and as resolved for a leader
+_DONE = values(frozenset({S.verified, S.closed}))
 
 
 def is_late(t: Ticket, now: datetime) -> bool:
@@ -36,8 +53,44 @@ def is_overdue(t: Ticket, now: datetime) -> bool:
     return t.state in WAITING_RESOLVE and t.resolve_by is not None and now > t.resolve_by
 
 
-def _median(values: Sequence[float]) -> float | None:
-    return round(statistics.median(values), 1) if values else None
+def late_clause(now: datetime) -> ColumnElement[bool]:
+    """:func:`is_late` as SQL."""
+    T = Ticket
+    late_accept = and_(
+        T.accept_by.is_not(None),
+        or_(
+            and_(T.accepted_at.is_not(None), T.accepted_at > T.accept_by),
+            and_(T.accepted_at.is_(None), T.state.in_(values(WAITING_ACCEPT)), T.accept_by < now),
+        ),
+    )
+    late_resolve = and_(
+        T.resolve_by.is_not(None),
+        or_(
+            and_(T.resolved_at.is_not(None), T.resolved_at > T.resolve_by),
+            and_(T.resolved_at.is_(None), T.state.in_(values(WAITING_RESOLVE)), T.resolve_by < now),
+        ),
+    )
+    return or_(late_accept, late_resolve)
+
+
+def overdue_clause(now: datetime) -> ColumnElement[bool]:
+    """:func:`is_overdue` as SQL."""
+    T = Ticket
+    return or_(
+        and_(T.state.in_(values(WAITING_ACCEPT)), T.accept_by.is_not(None), T.accept_by < now),
+        and_(T.state.in_(values(WAITING_RESOLVE)), T.resolve_by.is_not(None), T.resolve_by < now),
+    )
+
+
+def check_window(*, since: datetime, until: datetime) -> None:
+    """A window must be time-zone aware, non-empty and at most :data:`MAX_WINDOW` long."""
+    for name, at in (("until", until), ("since", since)):
+        if at.tzinfo is None:
+            raise InvalidInput("must carry a time zone (e.g. 2026-01-01T00:00:00Z)", field=name)
+    if until <= since:
+        raise InvalidInput("must be later than 'since'", field="until")
+    if until - since > MAX_WINDOW:
+        raise InvalidInput(f"the window may span at most {MAX_WINDOW.days} days", field="since")
 
 
 @dataclass(frozen=True)
@@ -68,75 +121,146 @@ class LeaderRow:
     score: float
 
 
-def _accept_s(t: Ticket) -> float | None:
-    return (t.accepted_at - t.opened_at).total_seconds() if t.accepted_at else None
+@dataclass(frozen=True)
+class Evaluation:
+    total: int
+    by_state: dict[str, int]
+    by_category: dict[str, int]
+    grids: list[GridRow]
+    leaders: list[LeaderRow]
 
 
-def _resolve_s(t: Ticket) -> float | None:
-    return (t.resolved_at - t.opened_at).total_seconds() if t.resolved_at else None
+def _count(clause: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((clause, 1), else_=0)), 0)
 
 
-def evaluate(tickets: Sequence[Ticket], users: dict[int, User], *, now: datetime) -> tuple[list[GridRow], list[LeaderRow]]:
-    by_grid: dict[int, list[Ticket]] = defaultdict(list)
-    by_leader: dict[int, list[Ticket]] = defaultdict(list)
-    for t in tickets:
-        if t.grid is not None:
-            by_grid[t.grid.id].append(t)
-        if t.assignee_id is not None and t.assignee_id in users:
-            by_leader[t.assignee_id].append(t)
+def _median(values_s: Sequence[float]) -> float | None:
+    return round(statistics.median(values_s), 1) if values_s else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 1)
+
+
+Medians = dict[int, tuple[float | None, float | None]]
+
+
+def _medians_in_sql(session: Session, stmt: Select[Any], key: InstrumentedAttribute[int]) -> Medians:
+    """PostgreSQL: ``percentile_cont`` per group (NULL durations, i.e. not handled yet, are skipped)."""
+    accept = extract("epoch", Ticket.accepted_at - Ticket.opened_at)
+    resolve = extract("epoch", Ticket.resolved_at - Ticket.opened_at)
+    rows = session.execute(
+        stmt.add_columns(
+            func.percentile_cont(0.5).within_group(accept),
+            func.percentile_cont(0.5).within_group(resolve),
+        ).group_by(key)
+    )
+    return {k: (_rounded(a), _rounded(r)) for k, a, r in rows}
+
+
+def _medians_in_python(rows: Iterable[tuple[int, datetime, datetime | None, datetime | None]]) -> Medians:
+    accept: dict[int, list[float]] = defaultdict(list)
+    resolve: dict[int, list[float]] = defaultdict(list)
+    for key, opened, accepted, resolved in rows:
+        if accepted is not None:
+            accept[key].append((accepted - opened).total_seconds())
+        if resolved is not None:
+            resolve[key].append((resolved - opened).total_seconds())
+    return {k: (_median(accept.get(k, [])), _median(resolve.get(k, []))) for k in accept.keys() | resolve.keys()}
+
+
+def _medians(session: Session, *, key: InstrumentedAttribute[int], join: tuple[type, ColumnElement[bool]], where: ColumnElement[bool]) -> Medians:
+    stmt = select(key).select_from(Ticket).join(*join).where(where)
+    if session.get_bind().dialect.name == "postgresql":
+        return _medians_in_sql(session, stmt, key)
+    handled = or_(Ticket.accepted_at.is_not(None), Ticket.resolved_at.is_not(None))
+    fetch = stmt.add_columns(Ticket.opened_at, Ticket.accepted_at, Ticket.resolved_at).where(handled)
+    return _medians_in_python(session.execute(fetch).all())
+
+
+def evaluate(session: Session, *, scope: ColumnElement[bool], since: datetime, until: datetime, now: datetime) -> Evaluation:
+    """Counts and rankings of the tickets opened in ``[since, until)`` that ``scope`` lets the caller see."""
+    check_window(since=since, until=until)
+    where = and_(scope, Ticket.opened_at >= since, Ticket.opened_at < until)
+    by_state = {str(k): n for k, n in session.execute(select(Ticket.state, func.count()).where(where).group_by(Ticket.state))}
+    by_category = {
+        str(k): n for k, n in session.execute(select(Ticket.category, func.count()).where(where).group_by(Ticket.category))
+    }
+    late, overdue = late_clause(now), overdue_clause(now)
+    done = Ticket.state.in_(_DONE)
+
+    grid_join = (GridNode, Ticket.grid_id == GridNode.id)
+    grid_medians = _medians(session, key=GridNode.id, join=grid_join, where=where)
     grids = []
-    for ts in by_grid.values():
-        g = ts[0].grid
-        assert g is not None
-        late = sum(is_late(t, now) for t in ts)
+    for gid, code, name, total, live, closed, n_overdue, n_late in session.execute(
+        select(
+            GridNode.id,
+            GridNode.code,
+            GridNode.name,
+            func.count(),
+            _count(Ticket.state.in_(values(HOLDS_LIVE_SLOT))),
+            _count(done),
+            _count(overdue),
+            _count(late),
+        )
+        .select_from(Ticket)
+        .join(*grid_join)
+        .where(where)
+        .group_by(GridNode.id, GridNode.code, GridNode.name)
+    ):
+        med_accept, med_resolve = grid_medians.get(gid, (None, None))
         grids.append(
             GridRow(
-                grid_code=g.code,
-                grid_name=g.name,
-                total=len(ts),
-                live=sum(t.state in HOLDS_LIVE_SLOT for t in ts),
-                closed=sum(t.state in (S.verified.value, S.closed.value) for t in ts),
-                overdue=sum(is_overdue(t, now) for t in ts),
-                overdue_rate=round(late / len(ts), 3),
-                median_accept_s=_median([v for t in ts if (v := _accept_s(t)) is not None]),
-                median_resolve_s=_median([v for t in ts if (v := _resolve_s(t)) is not None]),
+                grid_code=code,
+                grid_name=name,
+                total=total,
+                live=live,
+                closed=closed,
+                overdue=n_overdue,
+                overdue_rate=round(n_late / total, 3),
+                median_accept_s=med_accept,
+                median_resolve_s=med_resolve,
             )
         )
     grids.sort(key=lambda r: r.grid_code)
-    leaders = []
-    for uid, ts in by_leader.items():
-        u = users[uid]
-        resolved = sum(t.resolved_at is not None or t.state in (S.verified.value, S.closed.value) for t in ts)
-        late = sum(is_late(t, now) for t in ts)
-        on_time = 1 - late / len(ts)
-        leaders.append(
-            (
-                round(60 * on_time + 40 * resolved / len(ts), 1),
-                u,
-                ts,
-                resolved,
-                on_time,
-            )
+
+    user_join = (User, Ticket.assignee_id == User.id)
+    leader_medians = _medians(session, key=User.id, join=user_join, where=where)
+    ranked = []
+    for uid, username, display_name, assigned, accepted, resolved, n_overdue, n_late in session.execute(
+        select(
+            User.id,
+            User.username,
+            User.display_name,
+            func.count(),
+            func.count(Ticket.accepted_at),
+            _count(or_(Ticket.resolved_at.is_not(None), done)),
+            _count(overdue),
+            _count(late),
         )
-    leaders.sort(key=lambda r: (-r[0], _median([v for t in r[2] if (v := _resolve_s(t)) is not None]) or 1e18, r[1].username))
-    rows = [
-        LeaderRow(
-            rank=i,
-            username=u.username,
-            display_name=u.display_name,
-            assigned=len(ts),
-            accepted=sum(t.accepted_at is not None for t in ts),
+        .select_from(Ticket)
+        .join(*user_join)
+        .where(where)
+        .group_by(User.id, User.username, User.display_name)
+    ):
+        on_time = 1 - n_late / assigned
+        med_accept, med_resolve = leader_medians.get(uid, (None, None))
+        row = LeaderRow(
+            rank=0,
+            username=username,
+            display_name=display_name,
+            assigned=assigned,
+            accepted=accepted,
             resolved=resolved,
-            overdue=sum(is_overdue(t, now) for t in ts),
+            overdue=n_overdue,
             on_time_rate=round(on_time, 3),
-            median_accept_s=_median([v for t in ts if (v := _accept_s(t)) is not None]),
-            median_resolve_s=_median([v for t in ts if (v := _resolve_s(t)) is not None]),
-            score=score,
+            median_accept_s=med_accept,
+            median_resolve_s=med_resolve,
+            score=round(60 * on_time + 40 * resolved / assigned, 1),
         )
-        for i, (score, u, ts, resolved, on_time) in enumerate(leaders, start=1)
-    ]
-    return grids, rows
-
-
-def counts(tickets: Sequence[Ticket]) -> tuple[dict[str, int], dict[str, int]]:
-    return dict(Counter(t.state for t in tickets)), dict(Counter(t.category for t in tickets))
+        ranked.append(row)
+    ranked.sort(key=lambda r: (-r.score, r.median_resolve_s or 1e18, r.username))
+    leaders = [replace(r, rank=i) for i, r in enumerate(ranked, start=1)]
+    return Evaluation(
+        total=sum(by_state.values()), by_state=by_state, by_category=by_category, grids=grids, leaders=leaders
+    )
