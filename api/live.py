@@ -3,6 +3,7 @@
 One thread per API process reads the notices topic as a broadcast reader (every API instance sees
 every notice) and hands each to the subscribers' bounded queues on the event loop; each stream sends
 only what its viewer's scope allows and drops the oldest notice when a slow browser falls behind.
+The periodic ``still_allowed`` check reads the database: it runs in a worker thread, never on the loop.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 
+import anyio.to_thread
+
 from models.bus.messages import TICKET_NOTICES, TicketNotice
-from models.bus.streams import Bus
+from models.bus.protocol import Bus
 from models.errors import BusError
 from models.identity.access import AccessScope
 
@@ -66,7 +69,10 @@ class TicketFeed:
     async def stream(
         self, scope: AccessScope, *, still_allowed: Callable[[], bool], heartbeat_s: float = 15.0, recheck_s: float = 5.0
     ) -> AsyncIterator[str]:
-        """SSE lines for one viewer until they disconnect or ``still_allowed`` turns false."""
+        """SSE lines for one viewer until they disconnect or ``still_allowed`` turns false.
+
+        ``still_allowed`` blocks (a database query): it runs in a worker thread so that a slow database
+        never stalls the event loop, and with it every other request of this process (issue 9)."""
         queue: asyncio.Queue[TicketNotice] = asyncio.Queue(maxsize=QUEUE_SIZE)
         with self._lock:
             self._subscribers.add(queue)
@@ -84,7 +90,7 @@ class TicketFeed:
                 now = loop.time()
                 if now >= next_check:
                     next_check = now + recheck_s
-                    if not still_allowed():
+                    if not await anyio.to_thread.run_sync(still_allowed):
                         yield "event: end\ndata: {\"reason\": \"session ended\"}\n\n"
                         return
                 if n is None:

@@ -3,7 +3,9 @@
 Frames never leave this process: a confirmed event's annotated frame is written to the evidence store
 and only its key travels. Camera and zone changes arrive as config-change messages and, as a safety
 net (a CLI change in another process, a lost message), by polling the database every few seconds.
-Publishing survives a bus outage: events wait in a bounded outbox and are sent when the bus is back.
+Publishing never blocks the frame thread: events wait in a bounded outbox (``gridpatrol.outbox``) that
+a publisher thread drains to the bus, retrying while the bus is down; when it is full the oldest
+``updated`` events go first, and its depth and drops show in the posted health and in Prometheus.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,14 +24,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from detectors.backends import BackendConfigBase, Detector, build_detector
 from detectors.pipeline import Pipeline
-from detectors.rules import RuleEvent as DetectorEvent
+from detectors.rules import RuleHit
+from gridpatrol.outbox import HARD_LIMIT, SOFT_LIMIT, EventOutbox, OutboxCollector, OutboxPublisher
 from ingest.leases import LeaseStore
 from ingest.reader import StreamOptions
 from ingest.settings import IngestSettings
 from ingest.supervisor import CameraSpec, CameraSupervisor
 from models.bus.health_board import HealthBoard
-from models.bus.messages import CONFIG_CHANGES, RULE_EVENTS, ConfigChange, RuleEvent
-from models.bus.streams import Bus
+from models.bus.messages import CONFIG_CHANGES, ConfigChange, RuleEvent
+from models.bus.protocol import Bus
 from models.db.tables import Camera
 from models.errors import BusError, GridPatrolError
 from models.evidence.store import EvidenceStore
@@ -38,8 +40,6 @@ from models.grid.zones import current_zones, zone_versions
 from models.grid.zonespec import parse_zones
 
 logger = logging.getLogger(__name__)
-
-OUTBOX_LIMIT = 10_000
 
 
 @dataclass
@@ -49,7 +49,7 @@ class _Camera:
     pipeline: Pipeline | None  # None while the camera has no rule zones: nothing to analyse
 
 
-def to_message(camera_id: int, ev: DetectorEvent, *, evidence_key: str | None) -> RuleEvent:
+def to_message(camera_id: int, ev: RuleHit, *, evidence_key: str | None) -> RuleEvent:
     """A detector rule event (times in epoch seconds) as the versioned bus message."""
     details: dict[str, Any] = dict(ev.details)
     count = int(details.get("people", details.get("objects", 0)) or 0)
@@ -59,7 +59,7 @@ def to_message(camera_id: int, ev: DetectorEvent, *, evidence_key: str | None) -
         type=ev.type,
         camera_id=camera_id,
         zone=ev.zone,
-        rule=ev.rule,  # type: ignore[arg-type]
+        rule=ev.rule,
         episode_start=datetime.fromtimestamp(ev.started_t, UTC),
         at=datetime.fromtimestamp(ev.t, UTC),
         count=count,
@@ -82,6 +82,7 @@ class Worker:
         poll_s: float = 5.0,
         detector: Detector | None = None,
         health_board: HealthBoard | None = None,
+        outbox_limits: tuple[int, int] = (SOFT_LIMIT, HARD_LIMIT),
     ) -> None:
         self.worker_id = worker_id
         self.factory, self.bus, self.evidence, self.ingest = session_factory, bus, evidence, ingest
@@ -90,10 +91,10 @@ class Worker:
         self._states: dict[str, str] = {}
         self.detector = detector or build_detector(backend)
         self.cameras: dict[str, _Camera] = {}
-        self.events_published = 0
-        self._outbox: deque[RuleEvent] = deque(maxlen=OUTBOX_LIMIT)
+        self.frames_analysed = 0
+        self.outbox = EventOutbox(soft_limit=outbox_limits[0], hard_limit=outbox_limits[1])
+        self.publisher = OutboxPublisher(self.outbox, bus, name=f"worker-publisher-{worker_id}")
         self._lock = threading.Lock()  # the detector and pipelines are used by one frame at a time
-        self._outbox_lock = threading.Lock()
         self._stop = threading.Event()
         self.supervisor = CameraSupervisor(
             worker_id=worker_id,
@@ -103,11 +104,13 @@ class Worker:
             lease_ttl_s=ingest.lease_ttl_s,
             stagger_s=ingest.connect_stagger_s,
         )
+        self.supervisor.health.attach_metrics(OutboxCollector(self.outbox, worker_id=worker_id))
         self._thread = threading.Thread(target=self._control, name=f"worker-control-{worker_id}", daemon=True)
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> Worker:
         self.refresh()
+        self.publisher.start()
         self.supervisor.start()
         self._thread.start()
         logger.info("worker %s: started with %d cameras known", self.worker_id, len(self.cameras))
@@ -117,7 +120,7 @@ class Worker:
         self._stop.set()
         self._thread.join(timeout=10)
         self.supervisor.stop()
-        self._flush_outbox()
+        self.publisher.stop()  # after the frames: it sends what they left, then ends
         self.detector.close()
 
     # --- configuration -----------------------------------------------------------------------------------
@@ -195,7 +198,6 @@ class Worker:
                 if time.monotonic() >= next_health:
                     next_health = time.monotonic() + 2.0
                     self.post_health()
-                self._flush_outbox()
             except Exception:  # keep controlling cameras through database or bus hiccups
                 logger.exception("worker %s: control loop error", self.worker_id)
                 self._stop.wait(1.0)
@@ -211,11 +213,17 @@ class Worker:
             except Exception:
                 logger.exception("camera %s: detection failed on a frame", camera_id)
                 return
+            self.frames_analysed += 1
         if events:
             self._emit(int(camera_id), events)
 
-    def _emit(self, camera_id: int, events: list[DetectorEvent]) -> None:
-        messages = []
+    @property
+    def events_published(self) -> int:
+        return self.outbox.published
+
+    def _emit(self, camera_id: int, events: list[RuleHit]) -> None:
+        """Evidence to the store, messages to the outbox: the bus is the publisher thread's business."""
+        messages: list[RuleEvent] = []
         for ev in events:
             key = None
             jpeg = ev.evidence_jpeg() if ev.type != "updated" or ev.evidence is not None else None
@@ -223,25 +231,11 @@ class Worker:
                 key = self.evidence.put(jpeg, prefix=f"cam-{camera_id}", at=datetime.fromtimestamp(ev.t, UTC))
             messages.append(to_message(camera_id, ev, evidence_key=key))
             logger.info("camera %s: %s %s in zone %s", camera_id, ev.rule, ev.type, ev.zone)
-        with self._outbox_lock:
-            self._outbox.extend(messages)
-        self._flush_outbox()
-
-    def _flush_outbox(self) -> None:
-        with self._outbox_lock:
-            while self._outbox:
-                batch = list(self._outbox)
-                try:
-                    self.bus.publish(RULE_EVENTS, batch)
-                except BusError as err:
-                    logger.warning("worker %s: bus unavailable (%s); %d events wait", self.worker_id, err, len(batch))
-                    return
-                for _ in batch:
-                    self._outbox.popleft()
-                self.events_published += len(batch)
+        self.outbox.put(messages)
 
     def health(self) -> dict[str, dict[str, Any]]:
-        return self.supervisor.health_snapshot()
+        """Owned cameras' stream health with their events waiting in (and dropped by) the outbox."""
+        return {cid: {**snap, **self.outbox.camera_health(cid)} for cid, snap in self.supervisor.health_snapshot().items()}
 
     def post_health(self) -> None:
         """Post the owned cameras' health for the API, and keep ``cameras.status`` current."""

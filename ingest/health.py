@@ -118,6 +118,17 @@ class HealthRegistry:
     def __init__(self) -> None:
         self._cameras: dict[str, CameraHealth] = {}
         self._lock = threading.Lock()
+        self._collectors: list[Collector] = []
+
+    def attach_metrics(self, collector: Collector) -> None:
+        """Metrics another part of the process keeps about these cameras (the worker's event outbox):
+        scraped along with the cameras' own by :class:`HealthCollector`."""
+        with self._lock:
+            self._collectors.append(collector)
+
+    def attached_metrics(self) -> list[Collector]:
+        with self._lock:
+            return list(self._collectors)
 
     def get(self, camera_id: str) -> CameraHealth:
         with self._lock:
@@ -193,3 +204,5 @@ class HealthCollector(Collector):
         yield state
         yield from gauges.values()
         yield from counters.values()
+        for collector in self._health.attached_metrics():
+            yield from collector.collect()
