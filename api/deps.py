@@ -20,9 +20,9 @@ admin           admin only (users, API tokens of others, audit); others 403
 
 Path parameters name the object kind: ``camera_id``, ``ticket_id``, ``grant_id``, ``user_id``,
 ``token_id``; the matrix test knows how to make one of each (and fails on a name it does not know).
-Checks that depend on the object happen in the route with ``visible_camera``/``visible_ticket``, which
-return None for a missing *or* invisible object: answer ``NotFound`` for both, and log the attempt
-with ``models.audit.record_access`` (allowed and denied).
+Routes on one object take it through ``VisibleCamera`` / ``VisibleTicket`` (or ``ConfigurableCamera``):
+a missing *or* invisible object is the same ``NotFound``, and every look, allowed or refused, is in the
+access log.
 
 Authentication: ``Authorization: Bearer <JWT access token>`` from ``POST /api/auth/token``, or a
 long-lived API token ``Bearer gp_...`` (scope ``api:read`` for GET/HEAD, ``api:write`` otherwise).
@@ -45,11 +45,12 @@ from api.login_throttle import LoginThrottle
 from api.settings import ApiSettings
 from api.tokens import decode_access_token
 from models.bus.health_board import HealthBoard
-from models.bus.streams import Bus
-from models.db.tables import Camera, Role, User
+from models.bus.protocol import Bus
+from models.db.tables import Camera, Role, Ticket, User
 from models.errors import AccessDenied, AuthError, NotFound, Unavailable
-from models.identity.access import AccessScope, load_scope, visible_camera
+from models.identity.access import AccessScope, load_scope, visible_camera, visible_ticket
 from models.identity.audit import record_access, record_event
+from models.identity.roles import CENTRE, LENDERS
 from models.identity.tokens import API_TOKEN_PREFIX, TokenScope, resolve_api_token
 from models.identity.users import Credential, credential_is_live
 from models.tickets.desk import TicketDesk
@@ -115,8 +116,11 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 def get_session(state: StateDep) -> Iterator[Session]:
+    """One session per request, committed once when the route returns: its changes and the access
+    records of what it showed go in together (a refusal commits its own record before answering)."""
     with state.session_factory() as session:
         yield session
+        session.commit()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -184,11 +188,11 @@ def get_admin(request: Request, session: SessionDep, user: CurrentUser) -> User:
 
 
 def get_manager(request: Request, session: SessionDep, user: CurrentUser) -> User:
-    return _require_role(request, session, user, frozenset({Role.admin, Role.manager}))
+    return _require_role(request, session, user, LENDERS)
 
 
 def get_configurer(request: Request, session: SessionDep, user: CurrentUser) -> User:
-    return _require_role(request, session, user, frozenset({Role.admin, Role.operator}))
+    return _require_role(request, session, user, CENTRE)
 
 
 #: x-access "admin"
@@ -229,6 +233,49 @@ def get_configurable_camera(camera_id: ObjectId, request: Request, session: Sess
 
 
 ConfigurableCamera = Annotated[Camera, Depends(get_configurable_camera)]
+
+
+def _channel(request: Request) -> str:
+    return "evidence" if "/evidence/" in request.url.path else "api"
+
+
+def _audit_lookup(request: Request, session: Session, scope: AccessScope, *, kind: str, object_id: int, found: bool) -> None:
+    """Record the look (a view or a refusal, with the path asked for); a refusal is committed at once
+    because the request ends with an error, a view with the request's own work."""
+    record_access(
+        session,
+        scope=scope,
+        allowed=found,
+        channel=_channel(request),
+        object_type=kind,
+        object_id=object_id,
+        remote_addr=remote_addr(request),
+        detail={"path": request.url.path[:200], "method": request.method},
+    )
+    if not found:
+        session.commit()
+        raise NotFound(f"{kind} not found")
+
+
+def get_visible_camera(camera_id: ObjectId, request: Request, session: SessionDep, scope: ScopeDep) -> Camera:
+    """x-access "camera": the camera when the caller may see it; 404 as if it did not exist otherwise.
+    Both outcomes are in the access log."""
+    cam = visible_camera(session, scope, camera_id)
+    _audit_lookup(request, session, scope, kind="camera", object_id=camera_id, found=cam is not None)
+    assert cam is not None
+    return cam
+
+
+def get_visible_ticket(ticket_id: ObjectId, request: Request, session: SessionDep, scope: ScopeDep) -> Ticket:
+    """x-access "ticket": the ticket when the caller may see it; 404 otherwise; both logged."""
+    ticket = visible_ticket(session, scope, ticket_id)
+    _audit_lookup(request, session, scope, kind="ticket", object_id=ticket_id, found=ticket is not None)
+    assert ticket is not None
+    return ticket
+
+
+VisibleCamera = Annotated[Camera, Depends(get_visible_camera)]
+VisibleTicket = Annotated[Ticket, Depends(get_visible_ticket)]
 
 
 def get_desk(state: StateDep) -> TicketDesk:

@@ -15,9 +15,9 @@ from models.errors import (
     AuthError,
     Conflict,
     GridPatrolError,
+    InvalidInput,
     NotFound,
     Unavailable,
-    ValidationError,
 )
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ _STATUS: list[tuple[type[GridPatrolError], int, str]] = [
     (AccessDenied, 403, "forbidden"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
-    (ValidationError, 422, "invalid"),
+    (InvalidInput, 422, "invalid"),
     (Unavailable, 503, "unavailable"),
 ]
 

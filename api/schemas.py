@@ -12,12 +12,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TokenOut(Strict):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int = Field(description="Seconds until the access token expires")
-
-
 class GridRef(Strict):
     id: int
     code: str

@@ -23,7 +23,7 @@ import numpy as np
 
 from detectors.backends import ClassicConfig, OnnxConfig, build_detector
 from detectors.pipeline import Pipeline
-from detectors.rules import CrowdingRule, RuleEvent
+from detectors.rules import CrowdingRule, RuleHit
 from detectors.scenes import Scene, build_scenes, render, zones_file
 from models.grid.zonespec import parse_zones
 
@@ -39,7 +39,7 @@ def load_footage() -> list[np.ndarray]:
 def run_scene(scene: Scene, footage: list[np.ndarray], detector: Any, zones: Any) -> dict[str, Any]:
     pipeline = Pipeline(zones, detector, stream=scene.name)
     crowd_rule = next(r for r in pipeline.rules if isinstance(r, CrowdingRule))
-    events: list[RuleEvent] = []
+    events: list[RuleHit] = []
     counts: list[tuple[float, int]] = []
     last_t = 0.0
     for frame, t in render(scene, footage):

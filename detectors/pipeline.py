@@ -18,7 +18,7 @@ import numpy as np
 from detectors.backends import BackendConfigBase, Detector, FrameInput, build_detector, parse_backend_config
 from detectors.detections import Detections
 from detectors.motion import MotionConfig, MotionGate
-from detectors.rules import RuleEvent, ZoneRule, build_rule
+from detectors.rules import RuleHit, ZoneRule, build_rule
 from detectors.tracking import Tracker, TrackerConfig
 from detectors.zones import ZoneSet
 from models.grid.zonespec import ZonesFile, ZoneSpec, parse_zones
@@ -87,7 +87,7 @@ class Pipeline:
             return True
         return self.gate.should_detect(frame_bgr, t)
 
-    def step(self, frame_bgr: np.ndarray, t: float, detections: Detections | None) -> list[RuleEvent]:
+    def step(self, frame_bgr: np.ndarray, t: float, detections: Detections | None) -> list[RuleHit]:
         """Track and run the rules; ``detections=None`` reuses the last ones (the gate said: unchanged)."""
         if detections is None:
             detections = self._last if self._last is not None else Detections.empty(self.detector.class_names)
@@ -114,19 +114,19 @@ class Pipeline:
                 events.append(event)
         return events
 
-    def process(self, frame_bgr: np.ndarray, t: float) -> list[RuleEvent]:
+    def process(self, frame_bgr: np.ndarray, t: float) -> list[RuleHit]:
         detections = None
         if self.needs_detection(frame_bgr, t):
             detections = self.detector.detect_batch([self.frame_input(frame_bgr, t)])[0]
         return self.step(frame_bgr, t, detections)
 
-    def flush(self, t: float) -> list[RuleEvent]:
+    def flush(self, t: float) -> list[RuleHit]:
         """End open episodes (the stream ended)."""
         events = []
         for rule in self.rules:
             if rule.machine.state == "active":
                 rule.machine.state = "idle"
-                events.append(RuleEvent(
+                events.append(RuleHit(
                     type="ended", rule=rule.rule, zone=rule.zone.name, t=t, started_t=rule.machine.since,
                     details={"end_of_stream": True},
                 ))
@@ -135,7 +135,7 @@ class Pipeline:
 
 def process_many(
     detector: Detector, items: Sequence[tuple[Pipeline, np.ndarray, float]]
-) -> list[list[RuleEvent]]:
+) -> list[list[RuleHit]]:
     """One frame for each of several cameras sharing ``detector``: one batched detector call."""
     wanted = [i for i, (p, frame, t) in enumerate(items) if p.needs_detection(frame, t)]
     batch = [items[i][0].frame_input(items[i][1], items[i][2]) for i in wanted]
@@ -151,7 +151,7 @@ def analyze_frames(
     gate: bool = True,
     epoch: datetime | None = None,
     detector: Detector | None = None,
-) -> Iterator[RuleEvent]:
+) -> Iterator[RuleHit]:
     """Run (frame_bgr, t) pairs through the worker's pipeline and yield rule events as they happen.
 
     Open episodes are ended at the last frame's time. Pass ``detector`` to reuse a built one.

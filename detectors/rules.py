@@ -15,19 +15,19 @@ import cv2
 import numpy as np
 
 from detectors.detections import Detections
-from detectors.zones import Zone
+from detectors.zones import ZoneGeometry
+from models.grid.zonespec import RULE_OF_KIND, RuleName
 
 EventType = Literal["started", "updated", "ended"]
 VEHICLES = frozenset({"car", "truck", "bus", "motorcycle"})
-RULE_OF_KIND = {"crowd_area": "crowding", "fire_lane": "fire_lane_blockage", "road": "road_occupation"}
 
 
 @dataclass
-class RuleEvent:
+class RuleHit:
     """One transition of a rule in a zone; ``evidence`` is the annotated BGR frame (not serialised)."""
 
     type: EventType
-    rule: str
+    rule: RuleName
     zone: str
     t: float
     started_t: float
@@ -82,7 +82,7 @@ class Hysteresis:
 
 
 def annotate(
-    frame: np.ndarray, *, zone: Zone, detections: Detections, t: float, label: str, wall: datetime | None = None
+    frame: np.ndarray, *, zone: ZoneGeometry, detections: Detections, t: float, label: str, wall: datetime | None = None
 ) -> np.ndarray:
     """A copy of ``frame`` with the zone, the boxes that count and the time drawn on it.
 
@@ -108,9 +108,9 @@ def annotate(
 class ZoneRule:
     """Base: measures a condition on one frame's tracked detections and runs the state machine."""
 
-    rule = ""
+    rule: RuleName
 
-    def __init__(self, zone: Zone, *, onset_s: float) -> None:
+    def __init__(self, zone: ZoneGeometry, *, onset_s: float) -> None:
         self.zone = zone
         spec = zone.spec
         self.machine = Hysteresis(onset_s=onset_s, clear_s=spec.clear_s, update_every_s=spec.update_every_s)
@@ -122,7 +122,7 @@ class ZoneRule:
 
     def evaluate(
         self, detections: Detections, *, frame: np.ndarray, t: float, wall: datetime | None = None
-    ) -> RuleEvent | None:
+    ) -> RuleHit | None:
         h, w = frame.shape[:2]
         condition, evidence, details = self.measure(detections, resolution_wh=(w, h), wall=wall)
         kind = self.machine.step(condition, t)
@@ -130,7 +130,7 @@ class ZoneRule:
             return None
         if kind == "ended":
             details = {}
-        return RuleEvent(
+        return RuleHit(
             type=kind, rule=self.rule, zone=self.zone.name, t=t, started_t=self.machine.since,
             details=details,
             evidence=annotate(frame, zone=self.zone, detections=evidence, t=t, label=f"{self.rule} {kind}", wall=wall),
@@ -140,9 +140,9 @@ class ZoneRule:
 class CrowdingRule(ZoneRule):
     """At least ``min_people`` people (or a density) in the zone for ``dwell_s``."""
 
-    rule = "crowding"
+    rule: RuleName = "crowding"
 
-    def __init__(self, zone: Zone) -> None:
+    def __init__(self, zone: ZoneGeometry) -> None:
         super().__init__(zone, onset_s=zone.spec.dwell_s)
 
     def count(self, detections: Detections, resolution_wh: tuple[int, int]) -> tuple[int, Detections]:
@@ -167,7 +167,7 @@ class CrowdingRule(ZoneRule):
         return n >= spec.min_people, people, {"count": n}
 
 
-def _stationary(detections: Detections, zone: Zone, resolution_wh: tuple[int, int]) -> Detections:
+def _stationary(detections: Detections, zone: ZoneGeometry, resolution_wh: tuple[int, int]) -> Detections:
     selected = zone.select(detections, resolution_wh)
     still = selected.data.get("stationary_s")
     if still is None:
@@ -182,9 +182,9 @@ class FireLaneRule(ZoneRule):
     immediate and a car that drives through never counts.
     """
 
-    rule = "fire_lane_blockage"
+    rule: RuleName = "fire_lane_blockage"
 
-    def __init__(self, zone: Zone) -> None:
+    def __init__(self, zone: ZoneGeometry) -> None:
         super().__init__(zone, onset_s=0.0)
 
     def measure(
@@ -215,9 +215,9 @@ def in_schedule(windows: list[tuple[int, int]], wall: datetime | None) -> bool:
 class RoadOccupationRule(ZoneRule):
     """Stationary road-occupying objects in a road zone for ``dwell_s``, within the daily schedule."""
 
-    rule = "road_occupation"
+    rule: RuleName = "road_occupation"
 
-    def __init__(self, zone: Zone) -> None:
+    def __init__(self, zone: ZoneGeometry) -> None:
         super().__init__(zone, onset_s=0.0)
         self.windows = zone.spec.windows_min()
 
@@ -231,12 +231,13 @@ class RoadOccupationRule(ZoneRule):
         return len(still) > 0, still, details
 
 
-def build_rule(zone: Zone) -> ZoneRule:
+RULES: dict[RuleName, type[CrowdingRule | FireLaneRule | RoadOccupationRule]] = {
+    r.rule: r for r in (CrowdingRule, FireLaneRule, RoadOccupationRule)
+}
+
+
+def build_rule(zone: ZoneGeometry) -> ZoneRule:
     kind = zone.spec.kind
-    if kind == "crowd_area":
-        return CrowdingRule(zone)
-    if kind == "fire_lane":
-        return FireLaneRule(zone)
-    if kind == "road":
-        return RoadOccupationRule(zone)
-    raise ValueError(f"zone '{zone.name}': kind {kind!r} runs no rule")
+    if kind not in RULE_OF_KIND:
+        raise ValueError(f"zone '{zone.name}': kind {kind!r} runs no rule")
+    return RULES[RULE_OF_KIND[kind]](zone)

@@ -15,7 +15,7 @@ from detectors.detections import Detections
 from models.grid.zonespec import ZoneSpec
 
 
-class Zone:
+class ZoneGeometry:
     """One zone, rasterised lazily for each frame size it meets."""
 
     def __init__(self, spec: ZoneSpec) -> None:
@@ -98,8 +98,8 @@ class ZoneSet:
     """The zones of one camera: rule zones plus masks that remove areas from analysis."""
 
     def __init__(self, specs: Sequence[ZoneSpec]) -> None:
-        self.rule_zones = [Zone(s) for s in specs if s.kind != "mask"]
-        self.masks = [Zone(s) for s in specs if s.kind == "mask"]
+        self.rule_zones = [ZoneGeometry(s) for s in specs if s.kind != "mask"]
+        self.masks = [ZoneGeometry(s) for s in specs if s.kind == "mask"]
 
     def unmasked(self, detections: Detections, resolution_wh: tuple[int, int]) -> Detections:
         """Drop detections whose anchor lies in any mask zone."""

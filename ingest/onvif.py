@@ -28,8 +28,8 @@ import aiohttp
 import zeep.exceptions
 from onvif import ONVIFCamera
 
-from ingest.urls import redact_url
 from models.errors import CameraError
+from models.secrets import redact_url
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ the :class:`~ingest.sampling.Sampler` picks on its output (a latest-wins queue t
 On an error it waits with exponential backoff and jitter and reconnects; live sources also
 reconnect at end of stream, files end (or loop). An :class:`threading.Event` stops the thread and an
 :class:`~ingest.handoff.EndOfStream` sentinel always closes the stream. URLs in logs and errors are
-redacted (:func:`ingest.urls.redact_url`).
+redacted (:func:`models.secrets.redact_url`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import av.error
 from ingest.handoff import EndOfStream, Item, LatestFrameQueue, SampledFrame
 from ingest.health import CameraHealth, CameraState
 from ingest.sampling import DisplayTap, Sampler, SamplingOptions
-from ingest.urls import is_live, redact_url, scheme_of, scrub
+from ingest.urls import is_live, scheme_of, scrub
 from models.errors import StreamError
+from models.secrets import redact_url
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ class ConfigError(GridPatrolError):
     """Settings or a configuration file are wrong; the message names the field."""
 
 
-class ValidationError(GridPatrolError):
+class InvalidInput(GridPatrolError):
     """Input data is wrong. ``where`` names the row/feature and ``field`` the bad field."""
 
     def __init__(self, message: str, *, where: str | None = None, field: str | None = None) -> None:

@@ -11,7 +11,7 @@ from api.deps import CredentialDep, CurrentUser, SessionDep, StateDep, remote_ad
 from api.schemas import ErrorOut, GridRef, MeOut, PasswordChangeIn, RefreshIn, SessionTokensOut
 from api.tokens import REFRESH_TOKEN_TTL_S, issue_access_token
 from models.db.tables import User
-from models.errors import AccessDenied, AuthError, ValidationError
+from models.errors import AccessDenied, AuthError, InvalidInput
 from models.identity.audit import record_event
 from models.identity.tokens import issue_refresh_token, revoke_refresh_token, rotate_refresh_token
 from models.identity.users import authenticate, change_password
@@ -115,7 +115,7 @@ def set_password(
     state.login_throttle.check(username=user.username, remote_addr=addr)
     try:
         change_password(session, user=user, current_password=body.current_password, new_password=body.new_password)
-    except ValidationError as err:
+    except InvalidInput as err:
         if err.field == "current_password":  # guessing the password through this route counts as a failed login
             state.login_throttle.failed(username=user.username, remote_addr=addr)
         raise

@@ -9,12 +9,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
-from api.deps import ConfigurableCamera, CurrentUser, ScopeDep, SessionDep, StateDep, remote_addr, x_access
+from api.deps import (
+    ConfigurableCamera,
+    CurrentUser,
+    ScopeDep,
+    SessionDep,
+    StateDep,
+    VisibleCamera,
+    remote_addr,
+    x_access,
+)
 from api.schemas import CameraOut, CameraPage, CameraPatchIn, ErrorOut
 from models.db.tables import Camera, GridNode
-from models.errors import BusError, Conflict, NotFound, ValidationError
-from models.identity.access import visible_camera
-from models.identity.audit import record_access, record_change
+from models.errors import BusError, Conflict, InvalidInput
+from models.identity.audit import record_change
 
 router = APIRouter(prefix="/api", tags=["cameras"])
 
@@ -71,20 +79,7 @@ def list_cameras(
 @router.get(
     "/cameras/{camera_id}", response_model=CameraOut, responses={404: {"model": ErrorOut}}, openapi_extra=x_access("camera")
 )
-def get_camera(camera_id: int, request: Request, session: SessionDep, scope: ScopeDep) -> CameraOut:
-    cam = visible_camera(session, scope, camera_id)
-    record_access(
-        session,
-        scope=scope,
-        allowed=cam is not None,
-        channel="api",
-        object_type="camera",
-        object_id=camera_id,
-        remote_addr=remote_addr(request),
-    )
-    session.commit()
-    if cam is None:
-        raise NotFound("camera not found")
+def get_camera(cam: VisibleCamera) -> CameraOut:
     return camera_out(cam)
 
 
@@ -108,7 +103,7 @@ def update_camera(
     if body.grid_code is not None:
         node = session.scalar(select(GridNode).where(GridNode.code == body.grid_code))
         if node is None:
-            raise ValidationError(f"no grid node has code {body.grid_code!r}", field="grid_code")
+            raise InvalidInput(f"no grid node has code {body.grid_code!r}", field="grid_code")
         cam.grid_id, cam.grid_override = node.id, True
         changes["grid_code"] = node.code
     if changes:
@@ -144,6 +139,9 @@ class CameraHealthOut(BaseModel):
     codec: str | None = None
     resolution_wh: list[int] | None = None
     nominal_fps: float | None = None
+    outbox_depth: int | None = Field(default=None, description="This camera's rule events waiting in the worker's outbox")
+    outbox_dropped: int | None = Field(default=None, description="This camera's rule events a full outbox dropped ('updated' first)")
+    outbox_state: str | None = Field(default=None, description="The worker's outbox: ok | retrying | full | overflow")
 
 
 @router.get(
@@ -152,17 +150,10 @@ class CameraHealthOut(BaseModel):
     responses={404: {"model": ErrorOut}},
     openapi_extra=x_access("camera"),
 )
-def camera_health(camera_id: int, request: Request, session: SessionDep, scope: ScopeDep, state: StateDep) -> CameraHealthOut:
+def camera_health(cam: VisibleCamera, state: StateDep) -> CameraHealthOut:
     """Stream health: state (with the reason of a failure), input and analysed fps, last frame age,
     reconnects, decode errors and bytes, as posted by the worker that reads the camera."""
-    cam = visible_camera(session, scope, camera_id)
-    record_access(
-        session, scope=scope, allowed=cam is not None, channel="api", object_type="camera", object_id=camera_id,
-        remote_addr=remote_addr(request), detail={"what": "health"},
-    )
-    session.commit()
-    if cam is None:
-        raise NotFound("camera not found")
+    camera_id = cam.id
     posted = None
     if state.health_board is not None:
         try:

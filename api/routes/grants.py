@@ -13,14 +13,14 @@ from sqlalchemy.orm import aliased
 from api.deps import CurrentUser, ManagerUser, ObjectId, ScopeDep, SessionDep, remote_addr, x_access
 from api.schemas import ErrorOut, GrantIn, GrantOut
 from models.db.tables import Camera, CameraGrant, Role, User, utcnow
-from models.errors import NotFound, ValidationError
+from models.errors import InvalidInput, NotFound
 from models.identity.access import visible_camera
 from models.identity.audit import record_access, record_change
+from models.identity.roles import GRANTEES
 
 router = APIRouter(prefix="/api", tags=["grants"])
 
 MAX_GRANT = timedelta(days=30)
-GRANTEE_ROLES = frozenset({Role.grid_leader, Role.patroller})
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorOut, "description": "Not authenticated"},
@@ -59,17 +59,17 @@ def create_grant(body: GrantIn, request: Request, session: SessionDep, scope: Sc
         session.commit()
         raise NotFound("camera not found")
     grantee = session.scalar(select(User).where(User.username == body.grantee))
-    if grantee is None or not grantee.enabled or Role(grantee.role) not in GRANTEE_ROLES:
-        raise ValidationError("must be an enabled grid leader or patroller", field="grantee")
+    if grantee is None or not grantee.enabled or Role(grantee.role) not in GRANTEES:
+        raise InvalidInput("must be an enabled grid leader or patroller", field="grantee")
     starts_at = body.starts_at or utcnow()
     if starts_at.tzinfo is None or body.ends_at.tzinfo is None:
-        raise ValidationError("give times with a time zone (e.g. 2026-05-01T08:00:00Z)", field="ends_at")
+        raise InvalidInput("give times with a time zone (e.g. 2026-05-01T08:00:00Z)", field="ends_at")
     if body.ends_at <= starts_at:
-        raise ValidationError("must be after starts_at", field="ends_at")
+        raise InvalidInput("must be after starts_at", field="ends_at")
     if body.ends_at - starts_at > MAX_GRANT:
-        raise ValidationError(f"a grant lasts at most {MAX_GRANT.days} days", field="ends_at")
+        raise InvalidInput(f"a grant lasts at most {MAX_GRANT.days} days", field="ends_at")
     if body.ends_at <= utcnow():
-        raise ValidationError("must be in the future", field="ends_at")
+        raise InvalidInput("must be in the future", field="ends_at")
     grant = CameraGrant(
         camera_id=camera.id,
         grantee_id=grantee.id,

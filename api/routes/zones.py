@@ -7,15 +7,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import BusDep, ConfigurableCamera, CurrentUser, ScopeDep, SessionDep, remote_addr, x_access
+from api.deps import BusDep, ConfigurableCamera, CurrentUser, SessionDep, VisibleCamera, x_access
 from models.bus.messages import CONFIG_CHANGES, ConfigChange
-from models.errors import BusError, NotFound
+from models.errors import BusError
 from models.grid.zones import current_zones, save_zones
-from models.identity.access import visible_camera
-from models.identity.audit import record_access
 
 router = APIRouter(prefix="/api", tags=["zones"])
 
@@ -37,12 +35,8 @@ class ZonesOut(BaseModel):
 
 
 @router.get("/cameras/{camera_id}/zones", response_model=ZonesOut, openapi_extra=x_access("camera"))
-def get_zones(camera_id: int, request: Request, session: SessionDep, scope: ScopeDep) -> ZonesOut:
-    cam = visible_camera(session, scope, camera_id)
-    if cam is None:
-        record_access(session, scope=scope, allowed=False, channel="api", object_type="camera", object_id=camera_id, remote_addr=remote_addr(request))
-        session.commit()
-        raise NotFound("camera not found")
+def get_zones(cam: VisibleCamera, session: SessionDep) -> ZonesOut:
+    camera_id = cam.id
     z = current_zones(session, camera_id)
     return ZonesOut(camera_id=camera_id, version=z.version, zones=z.document.get("zones", []), author=z.author, saved_at=z.saved_at)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from models.db.tables import utcnow
-from models.errors import NotFound, ValidationError
+from models.errors import InvalidInput, NotFound
 from models.evidence.paths import safe_join
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -35,7 +35,7 @@ def image_suffix(data: bytes) -> str:
         return ".jpg"
     if data.startswith(PNG_MAGIC):
         return ".png"
-    raise ValidationError("must be a JPEG or PNG image", field="photos")
+    raise InvalidInput("must be a JPEG or PNG image", field="photos")
 
 
 class FileEvidenceStore:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.db.tables import Camera, GridNode
-from models.errors import ValidationError
+from models.errors import InvalidInput
 from models.grid.geo import GridLocator
 from models.secrets import redact_url
 
@@ -47,46 +47,46 @@ def _float(value: Any, *, where: str, field_name: str, low: float, high: float) 
     try:
         number = float(value)
     except (TypeError, ValueError) as err:
-        raise ValidationError(f"{value!r} is not a number", where=where, field=field_name) from err
+        raise InvalidInput(f"{value!r} is not a number", where=where, field=field_name) from err
     if not math.isfinite(number) or not low <= number <= high:
-        raise ValidationError(f"{value!r} is out of range {low:g}..{high:g}", where=where, field=field_name)
+        raise InvalidInput(f"{value!r} is out of range {low:g}..{high:g}", where=where, field=field_name)
     return number
 
 
 def _url(value: Any, *, where: str, field_name: str, schemes: set[str], required: bool) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise ValidationError("is missing", where=where, field=field_name)
+            raise InvalidInput("is missing", where=where, field=field_name)
         return None
     text = str(value).strip()
     try:
         parts = urlsplit(text)
     except ValueError as err:
-        raise ValidationError("is not a valid URL", where=where, field=field_name) from err
+        raise InvalidInput("is not a valid URL", where=where, field=field_name) from err
     if parts.scheme not in schemes:
-        raise ValidationError(
+        raise InvalidInput(
             f"scheme must be one of {', '.join(sorted(schemes))} ({redact_url(text)})", where=where, field=field_name
         )
     if parts.scheme != "file" and not parts.hostname:
-        raise ValidationError(f"has no host ({redact_url(text)})", where=where, field=field_name)
+        raise InvalidInput(f"has no host ({redact_url(text)})", where=where, field=field_name)
     return text
 
 
 def spec_from_row(row: dict[str, Any], *, where: str) -> CameraSpec:
     unknown = set(row) - {"name", "url", "lon", "lat", "onvif", "grid", "enabled"}
     if unknown:
-        raise ValidationError(f"unknown column(s): {', '.join(sorted(map(str, unknown)))}", where=where)
+        raise InvalidInput(f"unknown column(s): {', '.join(sorted(map(str, unknown)))}", where=where)
     name = str(row.get("name") or "").strip()
     if not name:
-        raise ValidationError("is missing", where=where, field="name")
+        raise InvalidInput("is missing", where=where, field="name")
     if len(name) > 200:
-        raise ValidationError("is longer than 200 characters", where=where, field="name")
+        raise InvalidInput("is longer than 200 characters", where=where, field="name")
     where = f"{where} ({name!r})"
     url = _url(row.get("url"), where=where, field_name="url", schemes=STREAM_SCHEMES, required=True)
     lon = _float(row.get("lon"), where=where, field_name="lon", low=-180, high=180)
     lat = _float(row.get("lat"), where=where, field_name="lat", low=-90, high=90)
     if (lon is None) != (lat is None):
-        raise ValidationError("lon and lat must be given together", where=where, field="lat" if lat is None else "lon")
+        raise InvalidInput("lon and lat must be given together", where=where, field="lat" if lat is None else "lon")
     onvif = _url(row.get("onvif"), where=where, field_name="onvif", schemes=ONVIF_SCHEMES, required=False)
     grid = str(row.get("grid") or "").strip() or None
     enabled_raw = row.get("enabled", True)
@@ -103,32 +103,32 @@ def parse_camera_file(path: Path) -> list[CameraSpec]:
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ValidationError(f"not valid YAML: {err}") from err
+            raise InvalidInput(f"not valid YAML: {err}") from err
         if isinstance(doc, dict):
             doc = doc.get("cameras")
         if not isinstance(doc, list):
-            raise ValidationError("a YAML camera file is a list of cameras (or has a 'cameras:' list)")
+            raise InvalidInput("a YAML camera file is a list of cameras (or has a 'cameras:' list)")
         rows = []
         for i, item in enumerate(doc):
             if not isinstance(item, dict):
-                raise ValidationError("must be a mapping", where=f"camera {i}")
+                raise InvalidInput("must be a mapping", where=f"camera {i}")
             rows.append((f"camera {i}", item))
     else:
         reader = csv.DictReader(io.StringIO(text))
         header = [h.strip() for h in (reader.fieldnames or [])]
         for needed in ("name", "url", "lon", "lat"):
             if needed not in header:
-                raise ValidationError(f"the CSV header must have {needed!r} (got {','.join(header)})", where="line 1")
+                raise InvalidInput(f"the CSV header must have {needed!r} (got {','.join(header)})", where="line 1")
         rows = []
         for line_no, raw in enumerate(reader, start=2):
             if None in raw:
-                raise ValidationError("has more values than the header has columns", where=f"line {line_no}")
+                raise InvalidInput("has more values than the header has columns", where=f"line {line_no}")
             rows.append((f"line {line_no}", {k.strip(): v for k, v in raw.items() if k is not None}))
     specs = [spec_from_row(row, where=where) for where, row in rows]
     seen: dict[str, str] = {}
     for (where, _), spec in zip(rows, specs, strict=True):
         if spec.name in seen:
-            raise ValidationError(f"duplicate name, also at {seen[spec.name]}", where=where, field="name")
+            raise InvalidInput(f"duplicate name, also at {seen[spec.name]}", where=where, field="name")
         seen[spec.name] = where
     return specs
 
@@ -140,7 +140,7 @@ def register_cameras(session: Session, specs: list[CameraSpec]) -> CameraImportR
     grid_by_code = {n.code: n.id for n in session.scalars(select(GridNode).where(GridNode.code.in_(codes)))}
     for s in specs:
         if s.grid_code and s.grid_code not in grid_by_code:
-            raise ValidationError(f"no grid node has code {s.grid_code!r}", where=f"camera {s.name!r}", field="grid")
+            raise InvalidInput(f"no grid node has code {s.grid_code!r}", where=f"camera {s.name!r}", field="grid")
     existing = {c.name: c for c in session.scalars(select(Camera).where(Camera.name.in_([s.name for s in specs])))}
     to_locate = [s for s in specs if not s.grid_code and s.lon is not None and s.lat is not None]
     located = GridLocator.from_session(session).locate_many([(s.lon, s.lat) for s in to_locate])  # type: ignore[misc]

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.db.tables import GRID_KIND_LEVEL, Camera, GridKind, GridNode
-from models.errors import ValidationError
+from models.errors import InvalidInput
 from models.grid.geo import GridLocator
 
 MAX_CODE_LENGTH = 64
@@ -50,10 +50,10 @@ def _text(props: dict[str, Any], key: str, where: str, *, required: bool) -> str
     value = props.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise ValidationError("is missing", where=where, field=key)
+            raise InvalidInput("is missing", where=where, field=key)
         return None
     if not isinstance(value, str | int):
-        raise ValidationError(f"must be a string, got {type(value).__name__}", where=where, field=key)
+        raise InvalidInput(f"must be a string, got {type(value).__name__}", where=where, field=key)
     return str(value).strip()
 
 
@@ -62,21 +62,21 @@ def _check_geometry(geometry: Any, where: str) -> dict[str, Any] | None:
         return None
     if not isinstance(geometry, dict) or geometry.get("type") not in {"Polygon", "MultiPolygon"}:
         got = geometry.get("type") if isinstance(geometry, dict) else type(geometry).__name__
-        raise ValidationError(f"must be a Polygon or MultiPolygon, got {got!r}", where=where, field="geometry")
+        raise InvalidInput(f"must be a Polygon or MultiPolygon, got {got!r}", where=where, field="geometry")
     _check_rings(geometry, where)
     try:
         geom = shape(geometry)
     except Exception as err:  # shapely raises several types for malformed coordinates
-        raise ValidationError(f"malformed coordinates ({err})", where=where, field="geometry") from err
+        raise InvalidInput(f"malformed coordinates ({err})", where=where, field="geometry") from err
     if geom.is_empty:
-        raise ValidationError("is empty", where=where, field="geometry")
+        raise InvalidInput("is empty", where=where, field="geometry")
     if shapely.get_num_coordinates(geom) > MAX_VERTICES:
-        raise ValidationError(f"has more than {MAX_VERTICES} vertices", where=where, field="geometry")
+        raise InvalidInput(f"has more than {MAX_VERTICES} vertices", where=where, field="geometry")
     minx, miny, maxx, maxy = geom.bounds
     if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
-        raise ValidationError("coordinates must be lon -180..180, lat -90..90", where=where, field="geometry")
+        raise InvalidInput("coordinates must be lon -180..180, lat -90..90", where=where, field="geometry")
     if not geom.is_valid:
-        raise ValidationError(f"invalid polygon: {explain_validity(geom)}", where=where, field="geometry")
+        raise InvalidInput(f"invalid polygon: {explain_validity(geom)}", where=where, field="geometry")
     return dict(geometry)
 
 
@@ -85,40 +85,40 @@ def _check_rings(geometry: dict[str, Any], where: str) -> None:
     coords = geometry.get("coordinates")
     polygons = [coords] if geometry.get("type") == "Polygon" else coords
     if not isinstance(polygons, list) or not polygons:
-        raise ValidationError("has no coordinates", where=where, field="geometry")
+        raise InvalidInput("has no coordinates", where=where, field="geometry")
     for poly in polygons:
         if not isinstance(poly, list) or not poly:
-            raise ValidationError("a polygon needs at least one ring", where=where, field="geometry")
+            raise InvalidInput("a polygon needs at least one ring", where=where, field="geometry")
         for ring in poly:
             if not isinstance(ring, list) or len(ring) < 4:
-                raise ValidationError("a ring needs at least 4 positions", where=where, field="geometry")
+                raise InvalidInput("a ring needs at least 4 positions", where=where, field="geometry")
             if ring[0] != ring[-1]:
-                raise ValidationError("a ring must be closed (first position == last)", where=where, field="geometry")
+                raise InvalidInput("a ring must be closed (first position == last)", where=where, field="geometry")
 
 
 def parse_features(doc: Any) -> list[_Feature]:
     """Validate a parsed GeoJSON document; the first error names the feature and the field."""
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
-        raise ValidationError("the file must be a GeoJSON FeatureCollection", field="type")
+        raise InvalidInput("the file must be a GeoJSON FeatureCollection", field="type")
     raw = doc.get("features")
     if not isinstance(raw, list):
-        raise ValidationError("must be a list", field="features")
+        raise InvalidInput("must be a list", field="features")
     features: list[_Feature] = []
     seen: dict[str, int] = {}
     for i, feat in enumerate(raw):
         where = f"feature {i}"
         if not isinstance(feat, dict) or feat.get("type") != "Feature":
-            raise ValidationError("is not a GeoJSON Feature", where=where, field="type")
+            raise InvalidInput("is not a GeoJSON Feature", where=where, field="type")
         props = feat.get("properties")
         if not isinstance(props, dict):
-            raise ValidationError("must be an object", where=where, field="properties")
+            raise InvalidInput("must be an object", where=where, field="properties")
         code = _text(props, "code", where, required=True)
         assert code is not None
         where = f"feature {i} (code {code!r})"
         if len(code) > MAX_CODE_LENGTH:
-            raise ValidationError(f"is longer than {MAX_CODE_LENGTH} characters", where=where, field="code")
+            raise InvalidInput(f"is longer than {MAX_CODE_LENGTH} characters", where=where, field="code")
         if code in seen:
-            raise ValidationError(f"duplicate code, also used by feature {seen[code]}", where=where, field="code")
+            raise InvalidInput(f"duplicate code, also used by feature {seen[code]}", where=where, field="code")
         seen[code] = i
         name = _text(props, "name", where, required=True)
         kind_text = _text(props, "kind", where, required=True)
@@ -126,10 +126,10 @@ def parse_features(doc: Any) -> list[_Feature]:
             kind = GridKind(kind_text or "")
         except ValueError as err:
             allowed = ", ".join(k.value for k in GridKind)
-            raise ValidationError(f"unknown kind {kind_text!r} (use {allowed})", where=where, field="kind") from err
+            raise InvalidInput(f"unknown kind {kind_text!r} (use {allowed})", where=where, field="kind") from err
         parent_code = _text(props, "parent_code", where, required=False)
         if parent_code == code:
-            raise ValidationError("a node cannot be its own parent", where=where, field="parent_code")
+            raise InvalidInput("a node cannot be its own parent", where=where, field="parent_code")
         geometry = _check_geometry(feat.get("geometry"), where)
         assert name is not None
         features.append(_Feature(i, code, name, kind, parent_code, geometry))
@@ -148,17 +148,17 @@ def import_grids(session: Session, doc: Any) -> GridImportReport:
     for f in features:
         if f.kind == GridKind.district:
             if f.parent_code is not None:
-                raise ValidationError("a district has no parent", where=f.where, field="parent_code")
+                raise InvalidInput("a district has no parent", where=f.where, field="parent_code")
             continue
         if f.parent_code is None:
-            raise ValidationError(f"is missing (a {f.kind.value} needs a parent)", where=f.where, field="parent_code")
+            raise InvalidInput(f"is missing (a {f.kind.value} needs a parent)", where=f.where, field="parent_code")
         if f.parent_code not in by_code and f.parent_code not in existing:
-            raise ValidationError(
+            raise InvalidInput(
                 f"parent {f.parent_code!r} is neither in the file nor in the database", where=f.where, field="parent_code"
             )
         parent_kind = kind_of(f.parent_code)
         if GRID_KIND_LEVEL[parent_kind] != GRID_KIND_LEVEL[f.kind] - 1:
-            raise ValidationError(
+            raise InvalidInput(
                 f"a {f.kind.value} must sit under a {_kind_above(f.kind)}, parent {f.parent_code!r} is a {parent_kind.value}",
                 where=f.where,
                 field="parent_code",
@@ -204,7 +204,7 @@ def _refresh_descendant_paths(session: Session) -> None:
         parent = by_id.get(n.parent_id) if n.parent_id is not None else None
         want = GRID_KIND_LEVEL[GridKind(n.kind)] - 1
         if (parent is None and want != -1) or (parent is not None and GRID_KIND_LEVEL[GridKind(parent.kind)] != want):
-            raise ValidationError(
+            raise InvalidInput(
                 "the tree would break: this node's parent is not one level above it", where=f"node {n.code!r}", field="kind"
             )
     stack: list[tuple[GridNode, str]] = [(n, "/") for n in children.get(None, [])]

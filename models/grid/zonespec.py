@@ -2,7 +2,7 @@
 
 ``{"zones": [{"name": "east lane", "kind": "fire_lane", "polygon": [[0.1, 0.5], ...], "dwell_s": 10}]}``
 Polygons are normalised to the image (0..1, x to the right, y down) so that they survive a change of
-resolution. Validation errors name the zone and the field (``parse_zones`` raises ``ValidationError``).
+resolution. Validation errors name the zone and the field (``parse_zones`` raises ``InvalidInput``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from shapely.geometry import Polygon
 from shapely.validation import explain_validity
 
-from models.errors import ValidationError
+from models.db.tables import ZoneKind
+from models.errors import InvalidInput
 
-ZoneKind = Literal["road", "fire_lane", "crowd_area", "mask"]
+#: the rule each kind of zone runs (a mask runs none); rule names are also ticket categories
+RuleName = Literal["fire_lane_blockage", "road_occupation", "crowding"]
+RULE_OF_KIND: dict[ZoneKind, RuleName] = {
+    ZoneKind.crowd_area: "crowding",
+    ZoneKind.fire_lane: "fire_lane_blockage",
+    ZoneKind.road: "road_occupation",
+}
 MAX_VERTICES = 64
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
@@ -171,4 +178,4 @@ def parse_zones(data: Any) -> ZonesFile:
             message = message[len("Value error, "):]
         if where and message.startswith(where + ": "):
             message = message[len(where) + 2:]
-        raise ValidationError(message, where=where, field=field) from err
+        raise InvalidInput(message, where=where, field=field) from err

@@ -22,9 +22,7 @@ from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from models.db.tables import Assignment, Camera, CameraGrant, GridNode, Role, Ticket, User, utcnow
-
-GLOBAL_ROLES = frozenset({Role.admin, Role.operator})
-CONFIGURE_ROLES = frozenset({Role.admin, Role.operator})
+from models.identity.roles import CENTRE
 
 
 @dataclass(frozen=True)
@@ -41,11 +39,11 @@ class AccessScope:
 
     @property
     def sees_everything(self) -> bool:
-        return self.role in GLOBAL_ROLES
+        return self.role in CENTRE
 
     @property
     def may_configure(self) -> bool:
-        return self.role in CONFIGURE_ROLES
+        return self.role in CENTRE
 
     # --- SQL filters -------------------------------------------------------------------------------
     def _grid_ids_in_scope(self) -> ColumnElement[bool] | None:
@@ -77,13 +75,6 @@ class AccessScope:
             clauses.append(Ticket.camera_id.in_(sorted(self.granted_camera_ids)))
         return or_(*clauses) if clauses else false()
 
-    def grid_filter(self) -> ColumnElement[bool]:
-        """Grid nodes in scope (their subtrees); scoped users also see the ancestors' names via paths."""
-        if self.sees_everything:
-            return true()
-        in_scope = self._grid_ids_in_scope()
-        return in_scope if in_scope is not None else false()
-
     # --- predicates --------------------------------------------------------------------------------
     def _path_in_scope(self, grid_path: str | None) -> bool:
         return grid_path is not None and any(grid_path.startswith(p) for p in self.grid_paths)
@@ -109,7 +100,7 @@ def load_scope(session: Session, user: User, *, at: datetime | None = None) -> A
     """Resolve a user's scope: two small indexed queries, whatever the number of cameras."""
     at = at or utcnow()
     role = Role(user.role)
-    if role in GLOBAL_ROLES:
+    if role in CENTRE:
         return AccessScope(user_id=user.id, role=role, at=at)
     paths = session.scalars(
         select(GridNode.path).join(Assignment, Assignment.grid_id == GridNode.id).where(Assignment.user_id == user.id)

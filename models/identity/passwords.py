@@ -9,7 +9,7 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from models.errors import ValidationError
+from models.errors import InvalidInput
 
 _hasher = PasswordHasher()
 
@@ -24,7 +24,7 @@ def _dummy_hash() -> str:
 
 def check_password_policy(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationError(f"must be at least {MIN_PASSWORD_LENGTH} characters", field="password")
+        raise InvalidInput(f"must be at least {MIN_PASSWORD_LENGTH} characters", field="password")
 
 
 def hash_password(password: str) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models.db.tables import ApiToken, RefreshToken, User, utcnow
-from models.errors import AccessDenied, AuthError, ValidationError
+from models.errors import AccessDenied, AuthError, InvalidInput
 from models.identity.passwords import hash_api_token, new_api_token
 
 API_TOKEN_PREFIX = "gp_"
@@ -41,11 +41,11 @@ def parse_scopes(names: Iterable[str]) -> list[TokenScope]:
             scope = TokenScope(name)
         except ValueError as err:
             allowed = ", ".join(s.value for s in TokenScope)
-            raise ValidationError(f"unknown scope {name!r} (use {allowed})", field="scopes") from err
+            raise InvalidInput(f"unknown scope {name!r} (use {allowed})", field="scopes") from err
         if scope not in scopes:
             scopes.append(scope)
     if not scopes:
-        raise ValidationError("give at least one scope", field="scopes")
+        raise InvalidInput("give at least one scope", field="scopes")
     return scopes
 
 
@@ -60,7 +60,7 @@ def create_api_token(
     """A new token row and the token itself (shown once: only its hash is stored)."""
     parsed = parse_scopes(scopes)
     if expires_at is not None and expires_at <= utcnow():
-        raise ValidationError("must be in the future", field="expires_at")
+        raise InvalidInput("must be in the future", field="expires_at")
     token, token_hash = new_api_token()
     row = ApiToken(
         user_id=user.id,

@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.db.tables import Assignment, GridNode, Role, User, utcnow
-from models.errors import Conflict, ValidationError
+from models.errors import Conflict, InvalidInput
 from models.identity.passwords import check_password_policy, hash_password, verify_password
+from models.identity.roles import SCOPED
 from models.identity.tokens import api_token_is_live, revoke_user_refresh_tokens
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
-SCOPED_ROLES = frozenset({Role.manager, Role.grid_leader, Role.patroller})
 
 
 def parse_role(text: str) -> Role:
@@ -23,7 +23,7 @@ def parse_role(text: str) -> Role:
         return Role(text)
     except ValueError as err:
         allowed = ", ".join(r.value for r in Role)
-        raise ValidationError(f"unknown role {text!r} (use {allowed})", field="role") from err
+        raise InvalidInput(f"unknown role {text!r} (use {allowed})", field="role") from err
 
 
 def add_user(
@@ -37,7 +37,7 @@ def add_user(
 ) -> User:
     """Create a user with their grid assignments; scoped roles need at least one grid node."""
     if not USERNAME_RE.match(username):
-        raise ValidationError("use 2-64 letters, digits or _ . @ -", field="username")
+        raise InvalidInput("use 2-64 letters, digits or _ . @ -", field="username")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"user {username!r} already exists")
     nodes = _grid_nodes(session, role=role, grid_codes=grid_codes or [])
@@ -52,12 +52,12 @@ def add_user(
 
 def _grid_nodes(session: Session, *, role: Role, grid_codes: list[str]) -> list[GridNode]:
     codes = list(dict.fromkeys(grid_codes))
-    if role in SCOPED_ROLES and not codes:
-        raise ValidationError(f"a {role.value} needs at least one grid node (--grid CODE)", field="grid")
+    if role in SCOPED and not codes:
+        raise InvalidInput(f"a {role.value} needs at least one grid node (--grid CODE)", field="grid")
     nodes = {n.code: n for n in session.scalars(select(GridNode).where(GridNode.code.in_(codes)))}
     for code in codes:
         if code not in nodes:
-            raise ValidationError(f"no grid node has code {code!r}", field="grid")
+            raise InvalidInput(f"no grid node has code {code!r}", field="grid")
     return [nodes[c] for c in codes]
 
 
@@ -93,10 +93,10 @@ def set_enabled(session: Session, *, user: User, enabled: bool) -> None:
 def change_password(session: Session, *, user: User, current_password: str, new_password: str) -> None:
     """Check the current password, store the new one and end every other session of the user."""
     if not verify_password(user.password_hash, current_password):
-        raise ValidationError("the current password is wrong", field="current_password")
+        raise InvalidInput("the current password is wrong", field="current_password")
     check_password_policy(new_password)
     if new_password == current_password:
-        raise ValidationError("must differ from the current password", field="new_password")
+        raise InvalidInput("must differ from the current password", field="new_password")
     user.password_hash = hash_password(new_password)
     end_sessions(session, user)
     session.flush()

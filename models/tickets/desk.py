@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,10 +28,11 @@ from models.db.tables import (
     WebhookDelivery,
     utcnow,
 )
-from models.errors import AccessDenied, Conflict, ValidationError
+from models.errors import AccessDenied, Conflict, InvalidInput
 from models.evidence.store import EvidenceStore, image_suffix
 from models.grid.geo import GridLocator
 from models.identity.access import AccessScope
+from models.identity.roles import CENTRE, TICKET_HANDLERS, TICKET_SUPERVISORS
 from models.tickets.categories import DEFAULT_CATEGORIES, MANUAL_SOURCES, S, TicketSettings
 from models.tickets.states import LIVE
 
@@ -43,19 +44,17 @@ class Move:
     roles: frozenset[Role]
 
 
-_STAFF = frozenset({Role.admin, Role.operator, Role.manager})
-_HANDLERS = frozenset({Role.admin, Role.manager, Role.grid_leader})
 
 MOVES: dict[str, Move] = {
-    "dispatch": Move(frozenset({S.open, S.rejected, S.reopened}), S.dispatched, _STAFF),
-    "accept": Move(frozenset({S.dispatched, S.reopened}), S.accepted, _HANDLERS),
-    "reject": Move(frozenset({S.dispatched, S.reopened}), S.rejected, _HANDLERS),
-    "resolve": Move(frozenset({S.accepted}), S.resolved, _HANDLERS),
-    "verify": Move(frozenset({S.resolved}), S.verified, _STAFF),
-    "close": Move(frozenset({S.verified}), S.closed, _STAFF),
+    "dispatch": Move(frozenset({S.open, S.rejected, S.reopened}), S.dispatched, TICKET_SUPERVISORS),
+    "accept": Move(frozenset({S.dispatched, S.reopened}), S.accepted, TICKET_HANDLERS),
+    "reject": Move(frozenset({S.dispatched, S.reopened}), S.rejected, TICKET_HANDLERS),
+    "resolve": Move(frozenset({S.accepted}), S.resolved, TICKET_HANDLERS),
+    "verify": Move(frozenset({S.resolved}), S.verified, TICKET_SUPERVISORS),
+    "close": Move(frozenset({S.verified}), S.closed, TICKET_SUPERVISORS),
     # a false alarm: the centre closes it without handling
-    "dismiss": Move(LIVE, S.closed, frozenset({Role.admin, Role.operator})),
-    "reopen": Move(frozenset({S.resolved, S.verified, S.closed}), S.reopened, _STAFF),
+    "dismiss": Move(LIVE, S.closed, CENTRE),
+    "reopen": Move(frozenset({S.resolved, S.verified, S.closed}), S.reopened, TICKET_SUPERVISORS),
 }
 
 
@@ -67,6 +66,10 @@ def lock_tickets(session: Session, ids: Iterable[int]) -> dict[int, Ticket]:
     wanted = sorted(set(ids))
     if not wanted:
         return {}
+    if session.get_bind().dialect.name == "sqlite":
+        # takes the database's write lock now (pysqlite reads outside a transaction until the first
+        # write), so the rows read below cannot change before this transaction commits
+        session.execute(update(Ticket).where(Ticket.id.in_(wanted)).values(updated_at=Ticket.updated_at))
     rows = session.scalars(
         select(Ticket)
         .where(Ticket.id.in_(wanted))
@@ -199,17 +202,17 @@ class TicketDesk:
         lock_tickets(session, [ticket.id])
         move = MOVES.get(action)
         if move is None:
-            raise ValidationError(f"unknown action {action!r} (use {', '.join(MOVES)})", field="action")
+            raise InvalidInput(f"unknown action {action!r} (use {', '.join(MOVES)})", field="action")
         role = Role(actor.role)
         if role not in move.roles:
             raise AccessDenied(f"a {role.value} may not {action} a ticket")
         grid_path = ticket.grid.path if ticket.grid is not None else None
-        if role not in {Role.admin, Role.operator} and (grid_path is None or not scope.allows_grid(grid_path)):
+        if role not in CENTRE and (grid_path is None or not scope.allows_grid(grid_path)):
             raise AccessDenied(f"this ticket belongs to a grid outside your responsibility; you may not {action} it")
         if S(ticket.state) not in move.sources:
             raise Conflict(f"cannot {action} a ticket that is {ticket.state}")
         if action in {"dismiss", "reject", "reopen"} and not note.strip():
-            raise ValidationError(f"a note is required to {action} a ticket", field="note")
+            raise InvalidInput(f"a note is required to {action} a ticket", field="note")
         at = self.clock()
         keys = [self.evidence.put(p, prefix=f"ticket-{ticket.id}", suffix=image_suffix(p), at=at) for p in photos]
         out = self._apply(session, ticket, move=move, action=action, actor=actor, at=at, note=note, photos=keys)
@@ -289,12 +292,12 @@ class TicketDesk:
     ) -> tuple[Ticket, list[TicketNotice]]:
         """A case reported by a patroller, the 12345 hotline, the 110 platform or another system."""
         if category not in self.settings.ticket_categories and category not in DEFAULT_CATEGORIES:
-            raise ValidationError(f"unknown category {category!r}", field="category")
+            raise InvalidInput(f"unknown category {category!r}", field="category")
         if source not in MANUAL_SOURCES:
-            raise ValidationError(f"unknown source {source!r} (use {', '.join(MANUAL_SOURCES)})", field="source")
+            raise InvalidInput(f"unknown source {source!r} (use {', '.join(MANUAL_SOURCES)})", field="source")
         hit = GridLocator.from_session(session).locate(lon, lat)
         if hit is None:
-            raise ValidationError("the location lies outside every grid", field="lon")
+            raise InvalidInput("the location lies outside every grid", field="lon")
         grid = session.get(GridNode, hit[0])
         assert grid is not None
         if not scope.allows_grid(grid.path):

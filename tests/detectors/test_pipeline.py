@@ -10,7 +10,7 @@ import pytest
 from detectors.backends import ClassicConfig, build_detector
 from detectors.motion import MotionGate
 from detectors.pipeline import Pipeline, analyze_frames, crowd_region, process_many
-from detectors.rules import RuleEvent
+from detectors.rules import RuleHit
 from models.grid.zonespec import parse_zones
 from tests.detectors.support import BOX, LANE, pasted_object
 
@@ -63,7 +63,7 @@ def test_gated_pipeline_runs_the_detector_less_and_still_fires(vtest_2fps: list[
     frame, _ = with_object(vtest_2fps[:1], 0.0, 1.0)[0]
     pipeline = Pipeline(parse_zones({"zones": [LANE]}), build_detector(ClassicConfig(warmup_s=0)))
     empty = vtest_2fps[0][0]
-    events: list[RuleEvent] = []
+    events: list[RuleHit] = []
     for i in range(120):
         t = i * 0.5
         events += pipeline.process(empty if t < 5 else frame, t)

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from detectors.detections import Detections
-from detectors.rules import Hysteresis, RuleEvent, build_rule, in_schedule
+from detectors.rules import Hysteresis, RuleHit, build_rule, in_schedule
 from detectors.tracking import Tracker
-from detectors.zones import Zone
+from detectors.zones import ZoneGeometry
 from models.grid.zonespec import ZoneSpec
 from tests.detectors.support import dets
 
@@ -20,9 +20,9 @@ LOWER_HALF = [(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)]
 
 
 def run(spec: ZoneSpec, scene: Callable[[float], Detections], *, seconds: float, fps: float = 2.0,
-        wall: datetime | None = None) -> list[RuleEvent]:
+        wall: datetime | None = None) -> list[RuleHit]:
     """Feed ``scene(t)`` through a tracker and the zone's rule; collect the events."""
-    rule = build_rule(Zone(spec))
+    rule = build_rule(ZoneGeometry(spec))
     tracker = Tracker()
     events = []
     for i in range(int(seconds * fps)):
@@ -33,7 +33,7 @@ def run(spec: ZoneSpec, scene: Callable[[float], Detections], *, seconds: float,
     return events
 
 
-def kinds(events: list[RuleEvent]) -> list[tuple[str, float]]:
+def kinds(events: list[RuleHit]) -> list[tuple[str, float]]:
     return [(e.type, e.t) for e in events]
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detectors.zones import Zone, ZoneSet
-from models.errors import ValidationError
+from detectors.zones import ZoneGeometry, ZoneSet
+from models.errors import InvalidInput
 from models.grid.zonespec import ZoneSpec, parse_zones
 from tests.detectors.support import dets
 
@@ -47,7 +47,7 @@ def test_issue_example_parses() -> None:
     ],
 )
 def test_bad_zone_names_zone_and_field(bad: dict[str, Any], field: str | None, message: str) -> None:
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(InvalidInput) as info:
         parse_zones({"zones": [bad]})
     assert info.value.where == "zone 'east lane'"
     assert info.value.field == field
@@ -55,14 +55,14 @@ def test_bad_zone_names_zone_and_field(bad: dict[str, Any], field: str | None, m
 
 
 def test_duplicate_names_and_unknown_top_level_key() -> None:
-    with pytest.raises(ValidationError, match="used twice"):
+    with pytest.raises(InvalidInput, match="used twice"):
         parse_zones({"zones": [zone(), zone()]})
-    with pytest.raises(ValidationError, match="Extra inputs"):
+    with pytest.raises(InvalidInput, match="Extra inputs"):
         parse_zones({"zones": [], "camera": 1})
 
 
 def test_anchor_class_score_and_area_filters() -> None:
-    z = Zone(ZoneSpec(name="road", kind="road", polygon=[(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)],
+    z = ZoneGeometry(ZoneSpec(name="road", kind="road", polygon=[(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)],
                       min_score=0.5, min_area=0.001))
     res = (1000, 1000)
     d = dets([
@@ -75,7 +75,7 @@ def test_anchor_class_score_and_area_filters() -> None:
     assert z.select(d, res).xyxy.tolist() == [[100, 300, 200, 600]]
     weak = dets([(100, 300, 200, 600, "car")], score=0.4)
     assert len(z.select(weak, res)) == 0
-    only_people = Zone(ZoneSpec(name="p", kind="road", classes=["person"], polygon=z.spec.polygon))
+    only_people = ZoneGeometry(ZoneSpec(name="p", kind="road", classes=["person"], polygon=z.spec.polygon))
     assert only_people.select(d, res).names == ["person"]
 
 
@@ -93,7 +93,7 @@ def test_masks_remove_detections_and_area() -> None:
 
 
 def test_coverage_and_occupancy() -> None:
-    z = Zone(ZoneSpec(name="lane", kind="fire_lane", polygon=[(0, 0), (1, 0), (1, 1), (0, 1)]))
+    z = ZoneGeometry(ZoneSpec(name="lane", kind="fire_lane", polygon=[(0, 0), (1, 0), (1, 1), (0, 1)]))
     d = dets([(0, 0, 49, 99, "car"), (0, 0, 49, 99, "car")])
     assert z.coverage(d, (100, 100)) == pytest.approx(0.5)
     fg = np.zeros((50, 50), np.uint8)
@@ -102,7 +102,7 @@ def test_coverage_and_occupancy() -> None:
 
 
 def test_select_takes_a_tracks_best_score() -> None:
-    zone = Zone(ZoneSpec(name="r", kind="road", polygon=[(0, 0), (1, 0), (1, 1), (0, 1)], min_score=0.3))
+    zone = ZoneGeometry(ZoneSpec(name="r", kind="road", polygon=[(0, 0), (1, 0), (1, 1), (0, 1)], min_score=0.3))
     weak = dets([(10, 10, 60, 60, "umbrella")], score=0.15)
     assert len(zone.select(weak, (100, 100))) == 0
     weak.data["track_score"] = np.array([0.5], np.float32)

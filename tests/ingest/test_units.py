@@ -13,7 +13,8 @@ from ingest.handoff import CameraSlots, EndOfStream, LatestFrameQueue, SampledFr
 from ingest.health import CameraState, HealthCollector, HealthRegistry
 from ingest.reader import StreamOptions, backoff_delay
 from ingest.sampling import Sampler, SamplingOptions, scaled_size
-from ingest.urls import is_live, redact_url, scrub
+from ingest.urls import is_live, scrub
+from models.secrets import redact_url
 
 
 @pytest.mark.parametrize(

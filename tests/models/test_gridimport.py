@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.engine import transaction
 from models.db.tables import Camera, GridNode
-from models.errors import ValidationError
+from models.errors import InvalidInput
 from models.grid.cameras import parse_camera_file, register_cameras
 from models.grid.tree import import_grids
 from tests.support import sample
@@ -117,7 +117,7 @@ BAD_TREES = [
 def test_bad_tree_names_feature_and_field_and_writes_nothing(
     session_factory: sessionmaker[Session], case: str, mutate, where: str | None, field: str
 ) -> None:
-    with pytest.raises(ValidationError) as info, transaction(session_factory) as s:
+    with pytest.raises(InvalidInput) as info, transaction(session_factory) as s:
         import_grids(s, _broken(mutate))
     assert info.value.field == field, str(info.value)
     assert info.value.where == where, str(info.value)
@@ -129,7 +129,7 @@ def test_failed_reimport_keeps_the_old_tree(session_factory: sessionmaker[Sessio
         import_grids(s, sample.grid_geojson())
     doc = _broken(lambda d: _feature(d, "G3")["properties"].update(parent_code="nope"))
     _feature(doc, "G1")["properties"]["name"] = "should not be saved"
-    with pytest.raises(ValidationError), transaction(session_factory) as s:
+    with pytest.raises(InvalidInput), transaction(session_factory) as s:
         import_grids(s, doc)
     with session_factory() as s:
         assert s.scalars(select(GridNode.name).where(GridNode.code == "G1")).one() == "桥北第一网格"
@@ -150,7 +150,7 @@ BAD_CSV = [
 def test_bad_camera_rows_name_line_and_field(tmp_path, case: str, row: str, where: str, field: str) -> None:
     path = tmp_path / "cams.csv"
     path.write_text(sample.cameras_csv([row + ","]))
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(InvalidInput) as info:
         parse_camera_file(path)
     assert (info.value.where, info.value.field) == (where, field), str(info.value)
 
@@ -158,7 +158,7 @@ def test_bad_camera_rows_name_line_and_field(tmp_path, case: str, row: str, wher
 def test_camera_errors_never_show_credentials(tmp_path) -> None:
     path = tmp_path / "cams.csv"
     path.write_text("name,url,lon,lat\ncam,ftp://user:hunter2pass@10.0.0.1/x,118.7,32.1\n")
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(InvalidInput) as info:
         parse_camera_file(path)
     assert "hunter2pass" not in str(info.value)
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.engine import transaction
 from models.db.tables import Camera, Ticket, TicketOccurrence, TicketTransition, User
-from models.errors import AccessDenied, Conflict, ValidationError
+from models.errors import AccessDenied, Conflict, InvalidInput
 from models.evidence.store import FileEvidenceStore
 from models.identity.access import load_scope
 from models.tickets.categories import TicketSettings
@@ -142,7 +142,7 @@ def test_every_state_and_every_forbidden_move(seeded, desk: TicketDesk, clock: C
         ("operator1", "accept", AccessDenied, "an operator may not accept".replace("an ", "a ")),
         ("leader-g1", "resolve", Conflict, "cannot resolve a ticket that is dispatched"),
         ("leader-g1", "verify", AccessDenied, "a grid_leader may not verify"),
-        ("leader-g1", "fly", ValidationError, "unknown action 'fly'"),
+        ("leader-g1", "fly", InvalidInput, "unknown action 'fly'"),
     ]
     for username, action, error, reason in refused:
         with pytest.raises(error, match=reason):
@@ -152,7 +152,7 @@ def test_every_state_and_every_forbidden_move(seeded, desk: TicketDesk, clock: C
         act(seeded, desk, tid, "manager-s1", "accept")
     clock.advance(minutes=20)
     act(seeded, desk, tid, "leader-g1", "resolve", "已清理")
-    with pytest.raises(ValidationError, match="note is required"):
+    with pytest.raises(InvalidInput, match="note is required"):
         act(seeded, desk, tid, "manager-s1", "reopen", note="")
     act(seeded, desk, tid, "manager-s1", "reopen", "现场仍有杂物")  # → reopened → auto-dispatched
     act(seeded, desk, tid, "leader-g1", "reject", "不属于本网格")
@@ -260,9 +260,9 @@ def test_manual_report_is_placed_by_location(seeded, desk: TicketDesk) -> None:
         lon3, lat3 = point_in("G3")
         with pytest.raises(AccessDenied, match="only inside your own grids"):
             desk.report(s, reporter=u, scope=load_scope(s, u), category="road_occupation", lon=lon3, lat=lat3, description="x")
-        with pytest.raises(ValidationError, match="outside every grid"):
+        with pytest.raises(InvalidInput, match="outside every grid"):
             desk.report(s, reporter=u, scope=load_scope(s, u), category="road_occupation", lon=100.0, lat=30.0, description="x")
-        with pytest.raises(ValidationError, match="unknown category"):
+        with pytest.raises(InvalidInput, match="unknown category"):
             desk.report(s, reporter=u, scope=load_scope(s, u), category="ufo", lon=lon, lat=lat, description="x")
 
 

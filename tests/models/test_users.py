@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.engine import transaction
 from models.db.tables import User, utcnow
-from models.errors import AuthError, ValidationError
+from models.errors import AuthError, InvalidInput
 from models.identity.tokens import issue_refresh_token, rotate_refresh_token
 from models.identity.users import Credential, credential_is_live, end_sessions, set_assignments
 
@@ -24,9 +24,9 @@ def test_assignments_replace_and_validate(seeded: sessionmaker[Session]) -> None
         leader = _user(s, "leader-g1")
         assert set_assignments(s, user=leader, grid_codes=["G2", "G3", "G2"]) == ["G2", "G3"]
         assert sorted(a.grid.code for a in leader.assignments) == ["G2", "G3"]
-        with pytest.raises(ValidationError, match="no grid node has code 'G9'"):
+        with pytest.raises(InvalidInput, match="no grid node has code 'G9'"):
             set_assignments(s, user=leader, grid_codes=["G9"])
-        with pytest.raises(ValidationError, match="needs at least one grid node"):
+        with pytest.raises(InvalidInput, match="needs at least one grid node"):
             set_assignments(s, user=leader, grid_codes=[])
         assert set_assignments(s, user=_user(s, "operator1"), grid_codes=[]) == []
 
