@@ -193,10 +193,6 @@ class MemoryBus:
         with self._cond:
             return dict(self._dead_counts)
 
-    def pending_count(self, topic: str, *, group: str) -> int:
-        with self._cond:
-            return len(self._group(topic, group)[1])
-
     def close(self) -> None:
         with self._cond:
             self._cond.notify_all()

