@@ -168,7 +168,7 @@ def test_wrong_credentials_are_unauthorized_and_redacted(rtsp_server: Callable[.
     try:
         assert bad.join(10)
         assert (bad.health.state, bad.health.reason) == (CameraState.FAILED, "unauthorized")
-        assert all("bad-pass" not in e for e in bad.errors)
+        assert bad.errors and all("bad-pass" not in e for e in bad.errors)
         assert wait_for(lambda: good.health.input.count > 5, 15)
     finally:
         good.stop(5)
