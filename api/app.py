@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api.deps import AppState, SessionDep, check_object_ids, x_access
-from api.errors import install_error_handlers
+from api.errors import install_error_handlers, internal_error
+from api.forms import refuse_nul_in_form
 from api.limits import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_UPLOAD_BYTES,
@@ -28,12 +29,16 @@ from api.limits import (
 from api.live import TicketFeed
 from api.login_throttle import LoginThrottle
 from api.routes import admin, audit, auth, cameras, grants, grids, stats, tickets, tokens, zones
+from api.routes.metrics import metrics_router
 from api.schemas import ErrorOut, HealthOut
 from api.settings import ApiSettings
 from api.throttle import install_throttle_handler
 from models.bus.health_board import HealthBoard
 from models.bus.protocol import Bus
+from models.errors import ConfigError
 from models.tickets.desk import TicketDesk
+
+logger = logging.getLogger(__name__)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -84,6 +89,10 @@ def create_app(
     """Build the API around collaborators it is given (settings, a session factory, and optionally a
     login throttle on a shared store such as ``models.throttle_redis.RedisThrottleStore``, the ticket
     desk, and the bus that carries ticket notices to the live feed)."""
+    if not settings.secret_key:  # HS256 with an empty key: anyone could sign a token
+        raise ConfigError(
+            "no JWT signing key: set GRIDPATROL_SECRET_KEY, or start through gridpatrol.signing_key.settings_with_signing_key"
+        )
     feed = TicketFeed(bus) if bus is not None else None
 
     @asynccontextmanager
@@ -102,7 +111,11 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
-        dependencies=[Depends(check_object_ids)],
+        dependencies=[Depends(check_object_ids), Depends(refuse_nul_in_form)],
+        # GRIDPATROL_API_DOCS; off in production unless asked for (the schema maps every route)
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.gridpatrol = AppState(
         settings=settings,
@@ -129,7 +142,11 @@ def create_app(
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
+        try:
+            response: Response = await call_next(request)
+        except Exception:  # an unhandled error: JSON and these headers too (outer handlers skip this middleware)
+            logger.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = internal_error()
         if request.url.path in DOCS_PATHS:
             response.headers.setdefault("Content-Security-Policy", DOCS_CSP)
         if request.url.path.startswith("/api/"):
@@ -149,12 +166,8 @@ def create_app(
     app.include_router(stats.router)
     app.include_router(zones.router)
 
-    if metrics is not None:
-
-        @app.get("/metrics", tags=["health"], openapi_extra=x_access("public"), response_class=PlainTextResponse)
-        def prometheus_metrics() -> PlainTextResponse:
-            """Prometheus metrics of this process (camera ids and counters only, no URLs)."""
-            return PlainTextResponse(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+    if metrics is not None and settings.metrics_served:  # GRIDPATROL_METRICS_TOKEN, see api/routes/metrics.py
+        app.include_router(metrics_router(metrics, token=settings.metrics_token))
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], openapi_extra=x_access("public"))
     def healthz(session: SessionDep) -> HealthOut:

@@ -36,14 +36,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.client_address import client_address, parse_networks
 from api.live import TicketFeed
 from api.login_throttle import LoginThrottle
 from api.settings import ApiSettings
-from api.tokens import decode_access_token
+from api.tokens import read_access_token
 from models.bus.health_board import HealthBoard
 from models.bus.protocol import Bus
 from models.db.tables import Camera, Role, Ticket, User
@@ -51,6 +52,7 @@ from models.errors import AccessDenied, AuthError, NotFound, Unavailable
 from models.identity.access import AccessScope, load_scope, visible_camera, visible_ticket
 from models.identity.audit import record_access, record_event
 from models.identity.roles import CENTRE, LENDERS
+from models.identity.stream_guard import StreamGuard
 from models.identity.tokens import API_TOKEN_PREFIX, TokenScope, resolve_api_token
 from models.identity.users import Credential, credential_is_live
 from models.tickets.desk import TicketDesk
@@ -64,6 +66,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_OBJECT_ID = 2**31 - 1
 #: a path parameter ``..._id`` with its bound in the schema (the app also guards every route, below)
 ObjectId = Annotated[int, Path(ge=1, le=MAX_OBJECT_ID, description="Object id")]
+#: an optional query parameter naming an object (``?camera_id=``): out of range is a 422 naming it
+ObjectIdQuery = Annotated[int | None, Query(ge=1, le=MAX_OBJECT_ID, description="Object id")]
+#: time parameters take ``AwareDatetime`` (pydantic): a time without a zone is a 422 naming the
+#: parameter, never a 500 from comparing it with the database's zoned times, e.g.
+#: ``since: Annotated[AwareDatetime | None, Query(description=...)] = None``
 
 
 def check_object_ids(request: Request) -> None:
@@ -127,8 +134,51 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def remote_addr(request: Request) -> str:
-    """The client address as the ASGI server saw it (run uvicorn with --proxy-headers behind a proxy)."""
-    return request.client.host if request.client else ""
+    """The client address: the peer, or the forwarded client when the peer is one of the configured
+    ``GRIDPATROL_TRUSTED_PROXIES`` (api/client_address.py); always an IP address or the peer as seen."""
+    peer = request.client.host if request.client else ""
+    state: AppState = request.app.state.gridpatrol
+    return client_address(
+        peer, request.headers.getlist("x-forwarded-for"), trusted=parse_networks(tuple(state.settings.trusted_proxies))
+    )
+
+
+#: routes that raise someone's privileges (create or enable a user, change whose grids they answer
+#: for, lend a camera): an API token needs the scope ``admin:users`` for them, besides ``api:write``.
+#: Lowering privileges (disable, revoke a token or a grant) needs no more than ``api:write``.
+PRIVILEGE_ROUTES = frozenset(
+    {
+        ("POST", "/api/admin/users"),
+        ("POST", "/api/admin/users/{user_id}/enable"),
+        ("PUT", "/api/admin/users/{user_id}/grids"),
+        ("POST", "/api/grants"),
+    }
+)
+
+
+def _check_privilege_scope(request: Request, session: Session, credential: Credential, username: str) -> None:
+    """An API token on a :data:`PRIVILEGE_ROUTES` route: refused without ``admin:users`` (the refusal is
+    audited by the AccessDenied handler), and every use of that scope is written to the access log."""
+    route = (request.method, str(getattr(request.scope.get("route"), "path", request.url.path)))
+    if route not in PRIVILEGE_ROUTES:
+        return
+    if TokenScope.admin_users.value not in credential.scopes:
+        raise AccessDenied(
+            f"an API token needs the scope {TokenScope.admin_users.value!r} to change users or lend cameras "
+            "(log in with a password, or have an admin make a token with that scope)"
+        )
+    record_event(
+        session,
+        user_id=credential.user_id,
+        username=username,
+        action="change",
+        channel="api",
+        object_type="api_token",
+        object_id=credential.api_token_id or "",
+        remote_addr=remote_addr(request),
+        detail={"op": "use_scope", "scope": TokenScope.admin_users.value, "route": " ".join(route)},
+    )
+    session.commit()
 
 
 def get_credential(
@@ -143,14 +193,19 @@ def get_credential(
         user, row = resolve_api_token(session, token, scope=needed)
         if session.is_modified(row):
             session.commit()  # last_used_at, at most once a minute
-        return Credential(
-            user_id=user.id, token_version=user.token_version, api_token_id=row.id, scopes=frozenset(row.scopes)
+        request.state.credential = Credential(
+            user_id=user.id, token_version=user.token_version, api_token_id=row.id, scopes=frozenset(row.scopes),
+            expires_at=row.expires_at,
         )
-    user_id, token_version = decode_access_token(token, secret=state.settings.secret_key)
+        _check_privilege_scope(request, session, request.state.credential, user.username)
+        return request.state.credential  # type: ignore[no-any-return]
+    claims = read_access_token(token, secret=state.settings.secret_key)
+    user_id, token_version = claims.user_id, claims.token_version
     found = session.get(User, user_id)
     if found is None or not found.enabled or found.token_version != token_version:
         raise AuthError("invalid token")
-    return Credential(user_id=user_id, token_version=token_version)
+    request.state.credential = Credential(user_id=user_id, token_version=token_version, expires_at=claims.expires_at)
+    return request.state.credential  # type: ignore[no-any-return]
 
 
 CredentialDep = Annotated[Credential, Depends(get_credential)]
@@ -180,6 +235,7 @@ def _require_role(request: Request, session: Session, user: User, roles: frozens
         remote_addr=remote_addr(request),
     )
     session.commit()
+    request.state.refusal_audited = True  # written once (api/errors.py)
     raise AccessDenied("your role may not do this")
 
 
@@ -228,6 +284,7 @@ def get_configurable_camera(camera_id: ObjectId, request: Request, session: Sess
         session.commit()
         if cam is None:
             raise NotFound("camera not found")
+        request.state.refusal_audited = True  # written once (api/errors.py)
         raise AccessDenied("your role may not change cameras or zones")
     return cam
 
@@ -314,3 +371,26 @@ def get_liveness_check(state: StateDep, credential: CredentialDep) -> Callable[[
 
 
 CredentialLive = Annotated[Callable[[], bool], Depends(get_liveness_check)]
+
+
+def stream_guard(*, channel: str, object_type: str) -> Callable[..., StreamGuard]:
+    """A dependency making the guard of one long-lived channel (models/identity/stream_guard.py): it
+    re-resolves the caller's scope every ``GRIDPATROL_STREAM_RECHECK_S`` and on access-change notices,
+    ends at the credential's expiry or revocation, and logs the channel's start and end."""
+
+    def dependency(request: Request, state: StateDep, credential: CredentialDep, scope: ScopeDep) -> StreamGuard:
+        return StreamGuard(
+            state.session_factory,
+            credential,
+            scope=scope,
+            channel=channel,
+            object_type=object_type,
+            remote_addr=remote_addr(request),
+            recheck_s=state.settings.stream_recheck_s,
+        )
+
+    return dependency
+
+
+#: the guard of the SSE ticket feed (``GET /api/tickets/stream``)
+TicketFeedGuard = Annotated[StreamGuard, Depends(stream_guard(channel="sse", object_type="ticket_feed"))]

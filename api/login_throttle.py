@@ -1,4 +1,5 @@
-"""Login throttling: failed attempts counted per user and per address over a sliding window.
+"""Login throttling: failed attempts counted per user and address, per address and per user over a
+sliding window (see :class:`LoginThrottle` for the limits and why).
 
 The counts live in a :class:`ThrottleStore`. :class:`MemoryThrottleStore` serves one process (the
 embedded default); several API processes behind a load balancer share
@@ -21,9 +22,11 @@ from models.errors import GridPatrolError
 class Throttled(GridPatrolError):
     """Too many failed attempts: wait ``retry_after_s`` seconds (HTTP 429 with Retry-After)."""
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
+    def __init__(self, message: str, *, retry_after_s: int, username: str = "") -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        #: the username tried (for the audit log of the refusal)
+        self.username = username
 
 
 class ThrottleStore(Protocol):
@@ -77,24 +80,43 @@ class MemoryThrottleStore:
 
 @dataclass
 class LoginThrottle:
-    """At most ``max_per_user`` failures per username and ``max_per_address`` per client address in
-    ``window_s``; past that, attempts are refused (without checking the password) until the oldest
-    failure leaves the window. A successful login clears the username's count, not the address's."""
+    """Failed logins counted over a sliding ``window_s`` under three keys; past a key's limit, attempts
+    are refused (without checking the password) until its oldest failure leaves the window:
+
+    - this user from this address, ``max_per_user_address`` (5): stops one guesser quickly, and locks
+      out only that guesser, not the user (the owner logs in from elsewhere);
+    - this address, ``max_per_address`` (30): one address spraying guesses over many usernames;
+    - this user from anywhere, ``max_per_user`` (50): the slower global limit against guessing from
+      many addresses. One address adds at most ``max_per_user_address`` to it, so locking a user out
+      takes ``max_per_user / max_per_user_address`` addresses (10), not one browser.
+
+    Why limits rather than a progressive delay: a delay holds a worker per attempt and an attacker
+    runs them in parallel; counts on a shared store (Redis) hold across API processes and restarts.
+    A successful login clears the user's counts (not the address's). Usernames are counted without
+    regard to case or surrounding spaces, like logins (``Admin1`` is ``admin1``)."""
 
     store: ThrottleStore = field(default_factory=MemoryThrottleStore)
-    max_per_user: int = 5
+    max_per_user: int = 50
     max_per_address: int = 30
     window_s: float = 900.0
     clock: Callable[[], float] = time.time
+    max_per_user_address: int = 5
+
+    @staticmethod
+    def _user(username: str) -> str:
+        return username.strip().lower()
 
     def _keys(self, *, username: str, remote_addr: str) -> list[tuple[str, int, str]]:
-        keys = [(f"user:{username.strip().lower()}", self.max_per_user, "this user")]
+        user = self._user(username)
+        keys = []
         if remote_addr:
+            keys.append((f"useraddr:{user}|{remote_addr}", self.max_per_user_address, "this user from this address"))
             keys.append((f"addr:{remote_addr}", self.max_per_address, "this address"))
+        keys.append((f"user:{user}", self.max_per_user, "this user"))
         return keys
 
     def check(self, *, username: str, remote_addr: str) -> None:
-        """Raise :class:`Throttled` when either key is over its limit."""
+        """Raise :class:`Throttled` when any key is over its limit."""
         now = self.clock()
         for key, limit, who in self._keys(username=username, remote_addr=remote_addr):
             hits = self.store.recent(key, now=now, window_s=self.window_s)
@@ -103,7 +125,9 @@ class LoginThrottle:
                 free_at = hits[len(hits) - limit] + self.window_s
                 retry = max(1, math.ceil(free_at - now))
                 raise Throttled(
-                    f"too many failed logins for {who}: try again in {retry} s", retry_after_s=retry
+                    f"too many failed logins for {who}: try again in {retry} s",
+                    retry_after_s=retry,
+                    username=username,
                 )
 
     def failed(self, *, username: str, remote_addr: str) -> None:
@@ -111,5 +135,8 @@ class LoginThrottle:
         for key, _limit, _who in self._keys(username=username, remote_addr=remote_addr):
             self.store.add(key, now=now, window_s=self.window_s)
 
-    def succeeded(self, *, username: str) -> None:
-        self.store.clear(f"user:{username.strip().lower()}")
+    def succeeded(self, *, username: str, remote_addr: str = "") -> None:
+        user = self._user(username)
+        self.store.clear(f"user:{user}")
+        if remote_addr:
+            self.store.clear(f"useraddr:{user}|{remote_addr}")

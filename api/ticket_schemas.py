@@ -32,6 +32,12 @@ class TransitionIn(_Strict):
     action: Action
     note: str = Field(default="", max_length=2000)
     photos: list[str] = Field(default_factory=list, max_length=MAX_PHOTOS, description="JPEG/PNG photos, base64")
+    grid: str | None = Field(
+        default=None, max_length=64, description="dispatch only: code of the grid to send the ticket to (inside your scope)"
+    )
+    assignee: str | None = Field(
+        default=None, max_length=64, description="dispatch only: username of the grid leader to send the ticket to"
+    )
 
 
 class TicketOut(_Strict):
@@ -44,6 +50,7 @@ class TicketOut(_Strict):
     grid_code: str | None
     grid_name: str | None
     camera_id: int | None
+    camera_name: str | None = Field(default=None, description="The camera's name (camera tickets)")
     zone: str | None
     rule: str | None
     description: str
@@ -129,3 +136,4 @@ class StatsOut(_Strict):
     by_category: dict[str, int]
     grids: list[GridStats]
     leaders: list[LeaderStats]
+    unattended: int = Field(description="Live tickets nobody answers for (no grid leader, no manager up the tree): the centre must dispatch them")

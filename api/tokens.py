@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -28,8 +29,23 @@ def issue_access_token(user: User, *, secret: str, ttl_s: int, now: datetime | N
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+@dataclass(frozen=True)
+class AccessClaims:
+    """What a valid access token says: whose it is, the token version it is bound to, when it expires."""
+
+    user_id: int
+    token_version: int
+    expires_at: datetime
+
+
 def decode_access_token(token: str, *, secret: str) -> tuple[int, int]:
     """(user id, token version) of a valid token; AuthError otherwise."""
+    claims = read_access_token(token, secret=secret)
+    return claims.user_id, claims.token_version
+
+
+def read_access_token(token: str, *, secret: str) -> AccessClaims:
+    """The claims of a valid token, with its expiry (a stream ends then); AuthError otherwise."""
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "tv"]})
     except jwt.ExpiredSignatureError as err:
@@ -39,6 +55,10 @@ def decode_access_token(token: str, *, secret: str) -> tuple[int, int]:
     if claims.get("typ") != "access":
         raise AuthError("not an access token")
     try:
-        return int(claims["sub"]), int(claims["tv"])
-    except (TypeError, ValueError) as err:
+        return AccessClaims(
+            user_id=int(claims["sub"]),
+            token_version=int(claims["tv"]),
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+        )
+    except (TypeError, ValueError, OverflowError, OSError) as err:
         raise AuthError("invalid token") from err

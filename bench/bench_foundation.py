@@ -126,7 +126,7 @@ def run(db: str, n_cameras: int) -> None:
         add_user(s, username="manager", role=Role.manager, password="bench-password", grid_codes=["D2S3"])
         add_user(s, username="leader", role=Role.grid_leader, password="bench-password", grid_codes=["D2S3C4G5"])
 
-    app = create_app(ApiSettings(secret_key="x" * 40), session_factory=factory)
+    app = create_app(ApiSettings(secret_key="bench-signing-key-0123456789-abcdefghij"), session_factory=factory)
     results = []
     with TestClient(app) as client:
         for user in ("admin", "manager", "leader"):

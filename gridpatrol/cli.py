@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,17 +15,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridpatrol.cli_bus import register_bus_commands
-from gridpatrol.cli_common import fail, load_settings, open_db, read_json
+from gridpatrol.cli_common import fail, load_settings, open_db, read_json, read_text
 from gridpatrol.cli_media import register_media_commands
+from gridpatrol.cli_secrets import camera_keyring, register_secrets_commands
 from gridpatrol.settings import Settings
 from models.bus.messages import CONFIG_CHANGES, ConfigChange
 from models.db.engine import transaction
 from models.db.tables import Camera
 from models.errors import GridPatrolError
-from models.grid.cameras import parse_camera_file, register_cameras
+from models.grid.cameras import YAML_SUFFIXES, parse_camera_text, register_cameras
 from models.grid.tree import import_grids
 from models.grid.zones import current_zones, save_zones
 from models.identity.users import add_user, parse_role
+from models.secrets import ensure_private_dir
 
 app = typer.Typer(help="GridPatrol 网格视频巡查: video-surveillance grid patrol.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -44,6 +47,7 @@ def db_upgrade() -> None:
     """Create or migrate the schema to the newest version."""
     settings = load_settings()
     try:
+        ensure_private_dir(settings.storage.data_dir)  # the first command of a new installation: 0700
         open_db(settings)
     except GridPatrolError as err:
         fail(str(err))
@@ -51,15 +55,22 @@ def db_upgrade() -> None:
 
 
 @grids_app.command("import")
-def grids_import(file: Annotated[Path, typer.Argument(help="GeoJSON FeatureCollection")]) -> None:
+def grids_import(
+    file: Annotated[Path, typer.Argument(help="GeoJSON FeatureCollection")],
+    strict: Annotated[bool, typer.Option(help="Refuse overlapping grids and grids outside their parent")] = False,
+) -> None:
     """Import or update the grid tree; all or nothing. Cameras are re-placed into the new polygons."""
     settings = load_settings()
     doc = read_json(file)
     try:
         with transaction(open_db(settings)) as session:
-            report = import_grids(session, doc)
+            report = import_grids(session, doc, strict=strict)
     except GridPatrolError as err:
         fail(f"{file}: {err} (nothing was imported)")
+    for warning in report.geometry_warnings[:50]:  # a whole city's file may hold hundreds: the first ones show the pattern
+        print(f"warning: {warning}")
+    if report.geometry_warnings:
+        print(f"warning: {len(report.geometry_warnings)} overlap(s)/spill(s) imported anyway (--strict refuses them)")
     print(f"grids: {report.created} created, {report.updated} updated; cameras placed: {report.cameras_placed}")
     _report_outside(report.cameras_outside)
 
@@ -74,15 +85,16 @@ def _report_outside(names: list[str]) -> None:
 def cameras_import(file: Annotated[Path, typer.Argument(help="CSV (name,url,lon,lat[,onvif][,grid]) or YAML")]) -> None:
     """Register or update cameras; each is placed in the grid its location falls in."""
     settings = load_settings()
+    text = read_text(file)
     try:
-        specs = parse_camera_file(file)
-    except OSError as err:
-        fail(f"{file}: {err.strerror}")
+        specs = parse_camera_text(text, yaml_format=file.suffix.lower() in YAML_SUFFIXES)
     except GridPatrolError as err:
         fail(f"{file}: {err} (nothing was imported)")
     try:
-        with transaction(open_db(settings)) as session:
-            report = register_cameras(session, specs)
+        factory = open_db(settings)
+        keyring = camera_keyring(settings, factory)  # URLs are stored encrypted (README: Security)
+        with transaction(factory) as session:
+            report = register_cameras(session, specs, credentials=keyring)
     except GridPatrolError as err:
         fail(f"{file}: {err} (nothing was imported)")
     print(f"cameras: {report.created} created, {report.updated} updated")
@@ -93,7 +105,9 @@ def cameras_import(file: Annotated[Path, typer.Argument(help="CSV (name,url,lon,
 def users_add(
     username: str,
     role: Annotated[str, typer.Option(help="admin | operator | manager | grid_leader | patroller")],
-    password: Annotated[str, typer.Option(help="At least 8 characters")],
+    password: Annotated[
+        str, typer.Option(help="At least 8 characters, not common or trivial, not the username (checked with zxcvbn)")
+    ],
     grid: Annotated[list[str] | None, typer.Option(help="Code of a grid node the user answers for (repeatable)")] = None,
     display_name: Annotated[str, typer.Option(help="Name shown in the UI")] = "",
 ) -> None:
@@ -127,11 +141,12 @@ def run_everything(settings: Settings, *, host: str, port: int, with_worker: boo
     import uvicorn
     from prometheus_client import CollectorRegistry
 
-    from api.app import create_app
     from gridpatrol.runtime import Runtime
+    from gridpatrol.signing_key import settings_with_signing_key
     from ingest.health import HealthCollector
 
     try:
+        settings = settings_with_signing_key(settings)  # before anything starts: a missing key stops here
         runtime = Runtime.build(settings)
     except GridPatrolError as err:
         fail(str(err))
@@ -152,23 +167,11 @@ def run_everything(settings: Settings, *, host: str, port: int, with_worker: boo
             TicketerCollector(ticketer).register(metrics)
         if cam_worker is not None:
             HealthCollector(cam_worker.supervisor.health).register(metrics)
-        throttle = None
-        if settings.storage.redis_url:  # several API processes share the failed-login counts
-            from api.login_throttle import LoginThrottle
-            from api.login_throttle_redis import RedisThrottleStore
-
-            store = RedisThrottleStore.from_url(settings.storage.redis_url, namespace=settings.storage.bus_namespace)
-            throttle = LoginThrottle(store=store)
-        api = create_app(
-            settings.api,
-            session_factory=runtime.factory,
-            login_throttle=throttle,
-            desk=runtime.desk,
-            bus=runtime.bus,
-            health_board=runtime.health_board,
-            metrics=metrics,
-        )
-        uvicorn.run(api, host=host, port=port, log_level="info")
+        try:
+            api = runtime.build_api(metrics=metrics)
+        except GridPatrolError as err:
+            fail(str(err))
+        uvicorn.run(api, host=host, port=port, log_level="info", proxy_headers=False)  # forwarded headers: GRIDPATROL_TRUSTED_PROXIES only
     finally:
         if cam_worker is not None:
             cam_worker.stop()
@@ -253,6 +256,8 @@ def demo(
     """Run everything on a demo district with simulated cameras and users (data under <data dir>/demo)."""
     from gridpatrol.demo import DEMO_PASSWORD, DEMO_USERS, prepare_demo
 
+    # the only environment with a fixed (published) signing key and unsigned webhooks: the demo says so
+    os.environ["GRIDPATROL_ENVIRONMENT"] = "demo"
     settings = load_settings()
     demo_dir = settings.storage.data_dir / "demo"
     storage = settings.storage.model_copy(
@@ -306,7 +311,7 @@ def zones_get(camera: Annotated[str, typer.Argument(help="Camera name or id")]) 
     with open_db(settings)() as session:
         cam = find_camera(session, camera)
         current = current_zones(session, cam.id)
-    print(json.dumps({"version": current.version, **current.document}, ensure_ascii=False, indent=2))
+    print(json.dumps(current.as_document().model_dump(mode="json"), ensure_ascii=False, indent=2))
 
 
 def announce(settings: Settings, change: ConfigChange) -> None:
@@ -325,6 +330,7 @@ def announce(settings: Settings, change: ConfigChange) -> None:
 
 
 register_media_commands(app, cameras_app)
+register_secrets_commands(app)
 register_bus_commands(app)
 
 

@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 
 from gridpatrol.cli_common import fail, load_settings, open_db
+from gridpatrol.cli_secrets import camera_keyring
 from models.db.engine import transaction
 from models.errors import GridPatrolError
 from models.grid.cameras import CameraSpec, register_cameras, spec_from_row
+from models.grid.credentials import set_camera_secrets
 from models.secrets import redact_url
 
 
@@ -81,14 +83,17 @@ def register_media_commands(app: typer.Typer, cameras_app: typer.Typer) -> None:
         settings = load_settings()
         try:
             spec: CameraSpec = spec_from_row(row, where="camera")
-            with transaction(open_db(settings)) as session:
-                report = register_cameras(session, [spec])
+            factory = open_db(settings)
+            keyring = camera_keyring(settings, factory)
+            with transaction(factory) as session:
+                report = register_cameras(session, [spec], credentials=keyring)
                 from sqlalchemy import select
 
                 from models.db.tables import Camera
 
                 cam = session.scalars(select(Camera).where(Camera.name == name)).one()
-                cam.onvif_username, cam.onvif_password = user or None, password or None
+                cam.onvif_username = user or None
+                set_camera_secrets(cam, keyring, onvif_password=password or None)
         except GridPatrolError as err:
             fail(str(err))
         info = device.to_dict()

@@ -25,9 +25,13 @@ from models.bus.health_board import HealthBoard, make_health_board
 from models.bus.protocol import Bus, make_bus
 from models.db.engine import make_engine, make_session_factory, upgrade
 from models.evidence.store import FileEvidenceStore
+from models.secrets import ensure_private_dir
 from models.tickets.desk import TicketDesk
 
 if TYPE_CHECKING:  # the worker pulls in the detectors: imported only by processes that run one
+    from fastapi import FastAPI
+    from prometheus_client import CollectorRegistry
+
     from gridpatrol.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        ensure_private_dir(settings.storage.data_dir)  # before SQLite or the evidence store create it 0755
         engine = make_engine(settings.storage.resolved_database_url())
         if migrate:
             upgrade(engine)
@@ -59,6 +64,30 @@ class Runtime:
             evidence=evidence,
             desk=TicketDesk(settings.tickets, evidence=evidence),
             health_board=make_health_board(settings.storage.redis_url, namespace=settings.storage.bus_namespace),
+        )
+
+    def build_api(self, *, metrics: CollectorRegistry | None = None) -> FastAPI:
+        """The API app as ``serve`` runs it. ``settings`` must have passed through
+        ``gridpatrol.signing_key.settings_with_signing_key`` (``create_app`` refuses an app without a key)."""
+        from api.app import create_app
+
+        throttle = None
+        url = self.settings.storage.redis_url
+        if url:  # several API processes share the failed-login counts
+            from api.login_throttle import LoginThrottle
+            from api.login_throttle_redis import RedisThrottleStore
+
+            throttle = LoginThrottle(store=RedisThrottleStore.from_url(url, namespace=self.settings.storage.bus_namespace))
+        if metrics is not None and not self.settings.api.metrics_served:
+            logger.warning("/metrics is not served in production without GRIDPATROL_METRICS_TOKEN (a bearer token for the scraper)")
+        return create_app(
+            self.settings.api,
+            session_factory=self.factory,
+            login_throttle=throttle,
+            desk=self.desk,
+            bus=self.bus,
+            health_board=self.health_board,
+            metrics=metrics,
         )
 
     def spawn(self, name: str, target: Callable[..., object], *args: object) -> None:
@@ -88,6 +117,7 @@ class Runtime:
         from gridpatrol.analyze import backend_config
         from gridpatrol.worker import Worker
         from ingest.leases import MemoryLeaseStore, RedisLeaseStore
+        from models.grid.credentials import prepare_credentials
 
         ingest = self.settings.ingest
         if capacity is not None:
@@ -108,6 +138,9 @@ class Runtime:
             backend=backend,
             ingest=ingest,
             health_board=self.health_board,
+            # the key, and plain-text URLs of older versions encrypted, before any camera is read
+            credentials=prepare_credentials(self.factory, self.settings.credentials, data_dir=self.settings.storage.data_dir),
+            timezone=self.settings.worker.tz,
         )
         return worker.start()
 

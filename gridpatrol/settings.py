@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -11,11 +11,12 @@ from pydantic import Field
 from api.settings import ApiSettings
 from ingest.settings import IngestSettings
 from models.db.settings import StorageSettings
-from models.settings import PartSettings
+from models.grid.credentials import CredentialsSettings
+from models.settings import LocaleSettings, PartSettings
 from models.tickets.categories import TicketSettings
 
 
-class WorkerSettings(PartSettings):
+class WorkerSettings(LocaleSettings):
     detector_backend: Literal["classic", "onnx", "yolo"] = Field(
         default="classic", description="Detector back-end of the workers (classic needs no weights)"
     )
@@ -44,6 +45,7 @@ class Settings:
     tickets: TicketSettings
     worker: WorkerSettings
     ticketer: TicketerSettings
+    credentials: CredentialsSettings = field(default_factory=CredentialsSettings)
 
     @classmethod
     def from_env(cls) -> Settings:

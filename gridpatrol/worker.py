@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from models.bus.protocol import Bus
 from models.db.tables import Camera
 from models.errors import BusError, GridPatrolError
 from models.evidence.store import EvidenceStore
+from models.grid.credentials import CredentialKeyring, CredentialsError, camera_secret, unreadable_marker
 from models.grid.zones import current_zones, zone_versions
 from models.grid.zonespec import parse_zones
 
@@ -83,8 +84,13 @@ class Worker:
         detector: Detector | None = None,
         health_board: HealthBoard | None = None,
         outbox_limits: tuple[int, int] = (SOFT_LIMIT, HARD_LIMIT),
+        credentials: CredentialKeyring | None = None,
+        timezone: tzinfo = UTC,
     ) -> None:
         self.worker_id = worker_id
+        self.timezone = timezone  # schedules and evidence banners are in the installation's time zone
+        self.credentials = credentials  # decrypts camera URLs; None: only legacy plain-text ones work
+        self._credential_errors: set[int] = set()
         self.factory, self.bus, self.evidence, self.ingest = session_factory, bus, evidence, ingest
         self.poll_s = poll_s
         self.health_board = health_board
@@ -138,8 +144,9 @@ class Worker:
                 if versions.get(cid, 0) != (self.cameras[str(cid)].zones_version if str(cid) in self.cameras else -1)
             }
         specs = {}
-        for cid, url in rows:
+        for cid, stored in rows:
             key = str(cid)
+            url = self._stream_url(cid, stored)
             spec = CameraSpec(key, url, stream=self._stream_options(url), sampling=self.ingest.sampling_options())
             specs[key] = spec
             known = self.cameras.get(key)
@@ -161,6 +168,19 @@ class Worker:
             for spec in specs.values():
                 self.supervisor.upsert(spec)
 
+    def _stream_url(self, camera_id: int, stored: str) -> str:
+        """The URL a reader opens, decrypted here in the worker. One that cannot be decrypted becomes a
+        marker (no secret in it) that its reader reports as ``failed``/``credentials``: never a crash."""
+        try:
+            url = camera_secret(str(camera_id), "url", stored, self.credentials)
+        except CredentialsError as err:
+            if camera_id not in self._credential_errors:
+                logger.error("camera %s: %s", camera_id, err)
+                self._credential_errors.add(camera_id)
+            return unreadable_marker(stored)
+        self._credential_errors.discard(camera_id)
+        return url or ""
+
     def _stream_options(self, url: str) -> StreamOptions:
         options = self.ingest.stream_options()
         if url.startswith("file:") or "://" not in url:
@@ -180,7 +200,7 @@ class Worker:
             return None
         self.detector.forget(camera_id)
         # frame times are epoch seconds: the epoch makes evidence show the wall-clock time
-        return Pipeline(zones, self.detector, stream=camera_id, epoch=datetime.fromtimestamp(0, UTC))
+        return Pipeline(zones, self.detector, stream=camera_id, epoch=datetime.fromtimestamp(0, UTC), tz=self.timezone)
 
     def _control(self) -> None:
         cursor: str | None = None

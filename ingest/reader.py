@@ -28,6 +28,7 @@ from ingest.health import CameraHealth, CameraState
 from ingest.sampling import DisplayTap, Sampler, SamplingOptions
 from ingest.urls import is_live, scheme_of, scrub
 from models.errors import StreamError
+from models.grid.credentials import ENCRYPTED_PREFIX
 from models.secrets import redact_url
 
 logger = logging.getLogger(__name__)
@@ -193,7 +194,8 @@ class StreamReader:
                 self._remember(str(failure))
                 if self.health.input.count > frames_before:
                     failures = 0  # it streamed: the next wait starts short again
-                if opts.max_retries is not None and failures >= opts.max_retries:
+                # an undecryptable URL stays so until an operator fixes the key: no retry storm
+                if reason == "credentials" or (opts.max_retries is not None and failures >= opts.max_retries):
                     self.health.set_state(CameraState.FAILED, reason)
                     logger.warning("%s: giving up: %s", self.camera_id, failure)
                     return f"failed: {reason}"
@@ -227,6 +229,8 @@ class StreamReader:
 
     def _open(self) -> _Connection:
         opts = self.stream_options
+        if self.url.startswith(ENCRYPTED_PREFIX):  # the worker could not decrypt it (models.grid.credentials)
+            raise SourceError("the camera's credentials cannot be decrypted with this worker's key", reason="credentials")
         options: dict[str, str] = {}
         scheme = scheme_of(self.url)
         if scheme in {"rtsp", "rtsps"}:

@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# the demo signs logins with a key published in the source: only ever in this environment (the command sets it too)
+export GRIDPATROL_ENVIRONMENT=demo
 exec .venv/bin/gridpatrol demo "$@"

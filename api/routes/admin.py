@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
-from api.deps import AdminUser, ObjectId, SessionDep, remote_addr, x_access
+from api.deps import AdminUser, BusDep, ObjectId, SessionDep, remote_addr, x_access
 from api.schemas import ErrorOut, UserGridsIn, UserIn, UserOut
 from models.db.tables import User
 from models.errors import Conflict, NotFound
+from models.identity.access_changes import publish_access_change
 from models.identity.audit import record_change
 from models.identity.users import add_user, parse_role, set_assignments, set_enabled
 
@@ -72,7 +73,7 @@ def create_user(body: UserIn, request: Request, session: SessionDep, admin: Admi
 
 
 @router.post("/users/{user_id}/disable", response_model=UserOut, openapi_extra=x_access("admin"), responses=_ERRORS)
-def disable_user(user_id: ObjectId, request: Request, session: SessionDep, admin: AdminUser) -> UserOut:
+def disable_user(user_id: ObjectId, request: Request, session: SessionDep, admin: AdminUser, bus: BusDep) -> UserOut:
     """Disable a user: their access and refresh tokens, API tokens and open streams stop at their next check."""
     user = _user(session, user_id)
     if user.id == admin.id:
@@ -83,11 +84,12 @@ def disable_user(user_id: ObjectId, request: Request, session: SessionDep, admin
         detail={"op": "disable"}, remote_addr=remote_addr(request),
     )  # fmt: skip
     session.commit()
+    publish_access_change(bus, user_ids=[user.id], reason="enabled")  # their open streams end now
     return user_out(user)
 
 
 @router.post("/users/{user_id}/enable", response_model=UserOut, openapi_extra=x_access("admin"), responses=_ERRORS)
-def enable_user(user_id: ObjectId, request: Request, session: SessionDep, admin: AdminUser) -> UserOut:
+def enable_user(user_id: ObjectId, request: Request, session: SessionDep, admin: AdminUser, bus: BusDep) -> UserOut:
     user = _user(session, user_id)
     set_enabled(session, user=user, enabled=True)
     record_change(
@@ -95,12 +97,16 @@ def enable_user(user_id: ObjectId, request: Request, session: SessionDep, admin:
         detail={"op": "enable"}, remote_addr=remote_addr(request),
     )  # fmt: skip
     session.commit()
+    publish_access_change(bus, user_ids=[user.id], reason="enabled")
     return user_out(user)
 
 
 @router.put("/users/{user_id}/grids", response_model=UserOut, openapi_extra=x_access("admin"), responses=_ERRORS)
-def assign_grids(user_id: ObjectId, body: UserGridsIn, request: Request, session: SessionDep, admin: AdminUser) -> UserOut:
-    """Replace the grid nodes a user answers for; their scope follows on their next request."""
+def assign_grids(
+    user_id: ObjectId, body: UserGridsIn, request: Request, session: SessionDep, admin: AdminUser, bus: BusDep
+) -> UserOut:
+    """Replace the grid nodes a user answers for; their scope follows on their next request, and their
+    open streams re-check at once (an access-change notice)."""
     user = _user(session, user_id)
     codes = set_assignments(session, user=user, grid_codes=body.grid_codes)
     record_change(
@@ -108,5 +114,6 @@ def assign_grids(user_id: ObjectId, body: UserGridsIn, request: Request, session
         detail={"op": "assign_grids", "grids": codes}, remote_addr=remote_addr(request),
     )  # fmt: skip
     session.commit()
+    publish_access_change(bus, user_ids=[user.id], reason="assignments")
     session.refresh(user)
     return user_out(user)

@@ -57,7 +57,7 @@ def login(
         record_event(session, user_id=None, username=form.username, action="login_failed", channel="api", remote_addr=addr)
         session.commit()
         raise AuthError("wrong username or password")
-    throttle.succeeded(username=form.username)
+    throttle.succeeded(username=form.username, remote_addr=addr)
     refresh = issue_refresh_token(session, user=user, ttl_s=REFRESH_TOKEN_TTL_S)
     record_event(session, user_id=user.id, username=user.username, action="login", channel="api", remote_addr=addr)
     session.commit()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
@@ -46,7 +47,7 @@ def camera_out(cam: Camera) -> CameraOut:
         enabled=cam.enabled,
         status=cam.status,
         has_onvif=bool(cam.onvif_url),
-        stream_host=_host(cam.url),
+        stream_host=cam.stream_host or _host(cam.url),  # url: encrypted (no host) or a legacy plain row
         updated_at=cam.updated_at,
     )
 
@@ -125,8 +126,10 @@ class CameraHealthOut(BaseModel):
     state: str = Field(description="connecting | streaming | backoff | failed | stopped | unknown")
     reason: str | None = None
     worker: str | None = None
-    state_since: float | None = None
-    next_retry_ts: float | None = None
+    state_since: datetime | None = Field(default=None, description="When the stream entered this state (ISO 8601 with offset)")
+    next_retry_at: datetime | None = Field(
+        default=None, validation_alias=AliasChoices("next_retry_at", "next_retry_ts"), description="When the next reconnect is due"
+    )
     input_fps: float | None = None
     analysed_fps: float | None = None
     frames_in: int | None = None

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from api.deps import CurrentUser, ManagerUser, ObjectId, ScopeDep, SessionDep, remote_addr, x_access
+from api.deps import BusDep, CurrentUser, ManagerUser, ObjectId, ScopeDep, SessionDep, remote_addr, x_access
 from api.schemas import ErrorOut, GrantIn, GrantOut
 from models.db.tables import Camera, CameraGrant, Role, User, utcnow
 from models.errors import InvalidInput, NotFound
 from models.identity.access import visible_camera
+from models.identity.access_changes import publish_access_change
 from models.identity.audit import record_access, record_change
 from models.identity.roles import GRANTEES
 
@@ -47,7 +48,9 @@ def _grant_out(grant: CameraGrant, *, camera_name: str, grantee: str, granted_by
 
 
 @router.post("/grants", response_model=GrantOut, status_code=201, openapi_extra=x_access("manager"), responses=_ERRORS)
-def create_grant(body: GrantIn, request: Request, session: SessionDep, scope: ScopeDep, user: ManagerUser) -> GrantOut:
+def create_grant(
+    body: GrantIn, request: Request, session: SessionDep, scope: ScopeDep, user: ManagerUser, bus: BusDep
+) -> GrantOut:
     """Lend ``camera_id`` to ``grantee`` from ``starts_at`` (default now) until ``ends_at``."""
     addr = remote_addr(request)
     camera = visible_camera(session, scope, body.camera_id)
@@ -96,6 +99,7 @@ def create_grant(body: GrantIn, request: Request, session: SessionDep, scope: Sc
         remote_addr=addr,
     )
     session.commit()
+    publish_access_change(bus, user_ids=[grantee.id], reason="grant")
     return _grant_out(grant, camera_name=camera.name, grantee=grantee.username, granted_by=user.username)
 
 
@@ -133,7 +137,9 @@ def list_grants(
 
 
 @router.delete("/grants/{grant_id}", status_code=204, openapi_extra=x_access("manager"), responses=_ERRORS)
-def revoke_grant(grant_id: ObjectId, request: Request, session: SessionDep, scope: ScopeDep, user: ManagerUser) -> Response:
+def revoke_grant(
+    grant_id: ObjectId, request: Request, session: SessionDep, scope: ScopeDep, user: ManagerUser, bus: BusDep
+) -> Response:
     """End a grant now (it stays in the history). A grant on a camera outside the caller's subtree is 404."""
     grant = session.get(CameraGrant, grant_id)
     if grant is None or visible_camera(session, scope, grant.camera_id) is None:
@@ -146,4 +152,5 @@ def revoke_grant(grant_id: ObjectId, request: Request, session: SessionDep, scop
             detail={"op": "revoke", "camera_id": grant.camera_id}, remote_addr=remote_addr(request),
         )  # fmt: skip
         session.commit()
+        publish_access_change(bus, user_ids=[grant.grantee_id], reason="grant")  # their streams re-check now
     return Response(status_code=204)

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from api.deps import (
     BusDep,
-    CredentialLive,
+    CredentialDep,
     CurrentUser,
     DeskDep,
     FeedDep,
+    ObjectIdQuery,
     ScopeDep,
     SessionDep,
+    TicketFeedGuard,
     VisibleTicket,
     x_access,
 )
@@ -39,8 +43,10 @@ from api.ticket_schemas import (
 )
 from models.bus.messages import TICKET_NOTICES, TicketNotice
 from models.bus.protocol import Bus
-from models.db.tables import GridNode, Ticket, TicketOccurrence, TicketTransition, User, utcnow
+from models.db.tables import Camera, GridNode, Role, Ticket, TicketOccurrence, TicketTransition, User, utcnow
 from models.errors import BusError, InvalidInput, NotFound
+from models.identity.roles import CENTRE
+from models.identity.tokens import TokenScope
 from models.tickets.states import WAITING_ACCEPT, WAITING_RESOLVE, values
 from models.tickets.stats import is_overdue
 
@@ -51,7 +57,7 @@ def _evidence_url(ticket_id: int, key: str | None) -> str | None:
     return f"/api/tickets/{ticket_id}/evidence/{quote(key)}" if key else None
 
 
-def _out(t: Ticket, *, names: dict[int, str], now: datetime) -> TicketOut:
+def _out(t: Ticket, *, names: dict[int, str], cameras: dict[int, str], now: datetime) -> TicketOut:
     return TicketOut(
         id=t.id,
         category=t.category,
@@ -62,6 +68,7 @@ def _out(t: Ticket, *, names: dict[int, str], now: datetime) -> TicketOut:
         grid_code=t.grid.code if t.grid else None,
         grid_name=t.grid.name if t.grid else None,
         camera_id=t.camera_id,
+        camera_name=cameras.get(t.camera_id) if t.camera_id else None,
         zone=t.zone_name,
         rule=t.rule,
         description=t.description,
@@ -81,6 +88,13 @@ def _out(t: Ticket, *, names: dict[int, str], now: datetime) -> TicketOut:
         occurrence_count=t.occurrence_count,
         evidence_url=_evidence_url(t.id, t.evidence_key),
     )
+
+
+def _camera_names(session: Session, tickets: Sequence[Ticket]) -> dict[int, str]:
+    wanted = {t.camera_id for t in tickets if t.camera_id is not None}
+    if not wanted:
+        return {}
+    return {row[0]: row[1] for row in session.execute(select(Camera.id, Camera.name).where(Camera.id.in_(wanted)))}
 
 
 def _usernames(session: Session, ids: set[int | None]) -> dict[int, str]:
@@ -117,9 +131,9 @@ def list_tickets(
     state: Annotated[list[str] | None, Query(description="One or more states")] = None,
     category: Annotated[str | None, Query(max_length=32)] = None,
     grid: Annotated[str | None, Query(max_length=64, description="Grid node code: its whole subtree")] = None,
-    camera_id: Annotated[int | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="Opened at or after")] = None,
-    until: Annotated[datetime | None, Query(description="Opened before")] = None,
+    camera_id: ObjectIdQuery = None,
+    since: Annotated[AwareDatetime | None, Query(description="Opened at or after (ISO 8601 with a zone)")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Opened before (ISO 8601 with a zone)")] = None,
     overdue: Annotated[bool | None, Query(description="Only tickets past a deadline (or only not)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -153,15 +167,27 @@ def list_tickets(
         select(Ticket).options(joinedload(Ticket.grid)).where(*where).order_by(Ticket.opened_at.desc(), Ticket.id.desc()).limit(limit).offset(offset)
     ).all()
     names = _usernames(session, {t.assignee_id for t in rows})
-    return TicketPage(items=[_out(t, names=names, now=now) for t in rows], total=total, limit=limit, offset=offset)
+    cameras = _camera_names(session, rows)
+    return TicketPage(items=[_out(t, names=names, cameras=cameras, now=now) for t in rows], total=total, limit=limit, offset=offset)
 
 
 @router.post("/tickets", response_model=TicketOut, status_code=201, openapi_extra=x_access("authenticated"))
 def report_ticket(
-    body: TicketReport, user: CurrentUser, scope: ScopeDep, session: SessionDep, desk: DeskDep, bus: BusDep
+    body: TicketReport,
+    user: CurrentUser,
+    credential: CredentialDep,
+    scope: ScopeDep,
+    session: SessionDep,
+    desk: DeskDep,
+    bus: BusDep,
 ) -> TicketOut:
     """Report a case (patroller on the street, 12345 hotline, 110 platform, another system): the grid is
-    found from the location and the ticket enters the same loop as camera detections."""
+    found from the location and the ticket enters the same loop as camera detections. A source other
+    than ``patrol`` is the centre's (admin, operator, logged in) or an API token's with scope ``intake``."""
+    if credential.api_token_id is None:
+        intake = Role(user.role) in CENTRE
+    else:
+        intake = TokenScope.intake.value in credential.scopes
     photos = _decode_photos(body.photos)
     ticket, notices = desk.report(
         session,
@@ -173,18 +199,21 @@ def report_ticket(
         description=body.description,
         source=body.source,
         photos=photos,
+        may_set_source=intake,
     )
-    out = _out(ticket, names=_usernames(session, {ticket.assignee_id}), now=utcnow())
+    out = _out(ticket, names=_usernames(session, {ticket.assignee_id}), cameras={}, now=utcnow())
     session.commit()
     _publish(bus, notices)
     return out
 
 
 @router.get("/tickets/stream", openapi_extra=x_access("authenticated"), response_class=StreamingResponse)
-async def ticket_stream(scope: ScopeDep, feed: FeedDep, still_allowed: CredentialLive) -> StreamingResponse:
-    """Server-sent events: one ``ticket`` event per change of a ticket the caller may see."""
+async def ticket_stream(feed: FeedDep, guard: TicketFeedGuard) -> StreamingResponse:
+    """Server-sent events: one ``ticket`` event per change of a ticket the caller may see *now* (the
+    scope is re-checked every few seconds and on access changes); a last ``end`` event says why it
+    stopped (``expired``, ``revoked``). Start and end are in the access log (channel ``sse``)."""
     return StreamingResponse(
-        feed.stream(scope, still_allowed=still_allowed),
+        feed.stream(guard),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -196,7 +225,7 @@ def _detail(session: Session, t: Ticket) -> TicketDetail:
         select(TicketOccurrence).where(TicketOccurrence.ticket_id == t.id).order_by(TicketOccurrence.at.desc(), TicketOccurrence.id.desc()).limit(20)
     ).all()
     names = _usernames(session, {t.assignee_id, *(h.actor_id for h in history)})
-    base = _out(t, names=names, now=utcnow())
+    base = _out(t, names=names, cameras=_camera_names(session, [t]), now=utcnow())
     return TicketDetail(
         **base.model_dump(),
         history=[
@@ -238,7 +267,9 @@ def transition_ticket(
     """Move a ticket: 403 with a reason for a wrong role or grid, 409 for a move its state does not allow
     (of two people acting at once, the second gets the 409 with the state the first left)."""
     photos = _decode_photos(body.photos)
-    notices = desk.transition(session, ticket, actor=user, scope=scope, action=body.action, note=body.note, photos=photos)
+    notices = desk.transition(
+        session, ticket, actor=user, scope=scope, action=body.action, note=body.note, photos=photos, to_grid=body.grid, to_user=body.assignee
+    )
     session.flush()
     out = _detail(session, ticket)
     session.commit()
@@ -266,4 +297,4 @@ def get_evidence(key: str, ticket: VisibleTicket, session: SessionDep, desk: Des
         raise NotFound("evidence not found")
     data = desk.evidence.get(key)
     media = "image/png" if key.endswith(".png") else "image/jpeg"
-    return Response(content=data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+    return Response(content=data, media_type=media, headers={"Cache-Control": "no-store"})  # a revoked viewer's cache

@@ -14,6 +14,8 @@ from models.grid.zonespec import RuleName
 RULE_EVENTS = "gridpatrol.rule_events"
 CONFIG_CHANGES = "gridpatrol.config"
 TICKET_NOTICES = "gridpatrol.tickets"
+#: a user's access changed: long-lived channels (SSE, wall tiles, live view, RTSP) re-check at once
+ACCESS_CHANGES = "gridpatrol.access"
 
 
 class _Msg(BaseModel):
@@ -79,13 +81,30 @@ class TicketNotice(_Msg):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-Message = Annotated[RuleEvent | ConfigChange | TicketNotice, Field(discriminator="schema_")]
-_adapter: TypeAdapter[RuleEvent | ConfigChange | TicketNotice] = TypeAdapter(Message)
+#: what changed about a user's access
+AccessChangeReason = Literal["assignments", "role", "enabled", "grant", "token", "password"]
 
 
-def encode(message: RuleEvent | ConfigChange | TicketNotice) -> bytes:
+class AccessChange(_Msg):
+    """A user's assignments, role, enabled flag, grants or tokens changed: every open channel of theirs
+    re-resolves their scope now instead of at its next periodic check. Carries no scope itself."""
+
+    schema_: Literal["access_change"] = Field(default="access_change", alias="schema")
+    v: Literal[1] = 1
+    user_id: int = Field(ge=1, description="The user whose access changed")
+    reason: AccessChangeReason
+    at: datetime
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Message = Annotated[RuleEvent | ConfigChange | TicketNotice | AccessChange, Field(discriminator="schema_")]
+_adapter: TypeAdapter[RuleEvent | ConfigChange | TicketNotice | AccessChange] = TypeAdapter(Message)
+
+
+def encode(message: RuleEvent | ConfigChange | TicketNotice | AccessChange) -> bytes:
     return message.model_dump_json(by_alias=True).encode()
 
 
-def decode(data: bytes | str) -> RuleEvent | ConfigChange | TicketNotice:
+def decode(data: bytes | str) -> RuleEvent | ConfigChange | TicketNotice | AccessChange:
     return _adapter.validate_json(data)

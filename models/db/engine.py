@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from models.errors import ConfigError
+from models.secrets import ensure_private_dir, private_file
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -59,8 +60,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         db_path = make_url(url).database
-        if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
+            # the file holds users' hashes and audit logs: owner-only (SQLite gives -wal/-shm the same mode)
+            ensure_private_dir(Path(db_path).parent)
+            private_file(Path(db_path))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -100,3 +103,31 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(engine), revision)
+
+
+M = TypeVar("M", bound=DeclarativeBase)
+
+
+def lock_rows(session: Session, model: type[M], ids: Iterable[int]) -> dict[int, M]:
+    """Read rows for a change, locked until the transaction ends, in id order (no deadlock between
+    lockers). ``FOR NO KEY UPDATE`` on PostgreSQL: it does not wait for rows that merely reference these
+    (inserts of children). On SQLite a no-op write takes the database's write lock first (pysqlite reads
+    outside a transaction until the first write), so the rows read cannot change before the commit.
+    Rows are read again even when the session holds them: every check sees the latest state."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    table = cast(Table, model.__table__)
+    pk = table.c.id
+    if session.get_bind().dialect.name == "sqlite":
+        # set the key (and every column with an onupdate default) to itself: nothing changes
+        same = {c.name: c for c in table.c if c.primary_key or c.onupdate is not None}
+        session.execute(update(table).where(pk.in_(wanted)).values(same))
+    rows = session.scalars(
+        select(model)
+        .where(pk.in_(wanted))
+        .order_by(pk)
+        .with_for_update(of=model, key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    return {row.id: row for row in rows}  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -133,11 +134,14 @@ class Camera(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    #: the stream URL, credentials included: a secret, never returned by the API or logged
+    #: the stream URL, credentials included: a secret, never returned by the API or logged; stored
+    #: encrypted (``gpenc:v1:...``, models.grid.credentials) like ``onvif_url`` and ``onvif_password``
     url: Mapped[str] = mapped_column(Text)
+    #: the stream URL's host, kept in clear for the API (which holds no credentials key)
+    stream_host: Mapped[str | None] = mapped_column(String(255))
     onvif_url: Mapped[str | None] = mapped_column(Text)
     onvif_username: Mapped[str | None] = mapped_column(String(200))
-    onvif_password: Mapped[str | None] = mapped_column(String(200))
+    onvif_password: Mapped[str | None] = mapped_column(Text)
     lon: Mapped[float | None] = mapped_column(Float)
     lat: Mapped[float | None] = mapped_column(Float)
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid_nodes.id", ondelete="SET NULL"), index=True)
@@ -184,6 +188,8 @@ class ZoneRevision(Base):
 
 class User(Base):
     __tablename__ = "users"
+    #: ``Admin1`` and ``admin1`` are one name (migration 0003)
+    __table_args__ = (Index("uq_users_username_lower", text("lower(username)"), unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)

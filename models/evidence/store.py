@@ -11,12 +11,13 @@ import os
 import re
 import uuid
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from models.db.tables import utcnow
 from models.errors import InvalidInput, NotFound
 from models.evidence.paths import safe_join
+from models.secrets import ensure_private_dir
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -52,9 +53,13 @@ class FileEvidenceStore:
         safe_prefix = re.sub(r"[^A-Za-z0-9_-]", "_", prefix)[:60] or "x"
         key = f"{at:%Y/%m/%d}/{safe_prefix}/{uuid.uuid4().hex}{suffix}"
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # evidence shows people and plates: owner-only (0700) at every level, like the data directory
+        for level in reversed(PurePosixPath(key).parents):
+            ensure_private_dir(self.root / level)
         tmp = path.with_suffix(path.suffix + ".part")
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)  # readers never see half a file
         return key
 

@@ -16,11 +16,15 @@ from sqlalchemy.orm import Session
 
 from models.db.tables import Camera, GridNode
 from models.errors import InvalidInput
+from models.grid.credentials import CredentialKeyring, set_camera_secrets, stream_host
 from models.grid.geo import GridLocator
+from models.grid.textfile import read_text_file
 from models.secrets import redact_url
 
 STREAM_SCHEMES = {"rtsp", "rtsps", "http", "https", "file"}
 ONVIF_SCHEMES = {"http", "https"}
+YAML_SUFFIXES = {".yaml", ".yml"}
+CSV_DELIMITERS = (",", "\t", ";")
 
 
 @dataclass(frozen=True)
@@ -96,34 +100,14 @@ def spec_from_row(row: dict[str, Any], *, where: str) -> CameraSpec:
 
 
 def parse_camera_file(path: Path) -> list[CameraSpec]:
-    """CSV (header ``name,url,lon,lat`` and optional ``onvif``, ``grid``) or YAML (a list, or ``cameras:``)."""
-    text = path.read_text(encoding="utf-8-sig")
-    rows: list[tuple[str, dict[str, Any]]]
-    if path.suffix.lower() in {".yaml", ".yml"}:
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise InvalidInput(f"not valid YAML: {err}") from err
-        if isinstance(doc, dict):
-            doc = doc.get("cameras")
-        if not isinstance(doc, list):
-            raise InvalidInput("a YAML camera file is a list of cameras (or has a 'cameras:' list)")
-        rows = []
-        for i, item in enumerate(doc):
-            if not isinstance(item, dict):
-                raise InvalidInput("must be a mapping", where=f"camera {i}")
-            rows.append((f"camera {i}", item))
-    else:
-        reader = csv.DictReader(io.StringIO(text))
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        for needed in ("name", "url", "lon", "lat"):
-            if needed not in header:
-                raise InvalidInput(f"the CSV header must have {needed!r} (got {','.join(header)})", where="line 1")
-        rows = []
-        for line_no, raw in enumerate(reader, start=2):
-            if None in raw:
-                raise InvalidInput("has more values than the header has columns", where=f"line {line_no}")
-            rows.append((f"line {line_no}", {k.strip(): v for k, v in raw.items() if k is not None}))
+    """CSV (header ``name,url,lon,lat`` and optional ``onvif``, ``grid``) or YAML (a list, or ``cameras:``),
+    in any encoding :func:`models.grid.textfile.read_text_file` knows."""
+    return parse_camera_text(read_text_file(path).text, yaml_format=path.suffix.lower() in YAML_SUFFIXES)
+
+
+def parse_camera_text(text: str, *, yaml_format: bool) -> list[CameraSpec]:
+    """Validate a camera file's text; the first error names the CSV line (header = line 1) or YAML item (from 1)."""
+    rows = _yaml_rows(text) if yaml_format else _csv_rows(text)
     specs = [spec_from_row(row, where=where) for where, row in rows]
     seen: dict[str, str] = {}
     for (where, _), spec in zip(rows, specs, strict=True):
@@ -133,8 +117,54 @@ def parse_camera_file(path: Path) -> list[CameraSpec]:
     return specs
 
 
-def register_cameras(session: Session, specs: list[CameraSpec]) -> CameraImportReport:
-    """Create or update cameras (matched by name) inside the caller's transaction."""
+def _yaml_rows(text: str) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise InvalidInput(f"not valid YAML: {err}") from err
+    if isinstance(doc, dict):
+        doc = doc.get("cameras")
+    if not isinstance(doc, list):
+        raise InvalidInput("a YAML camera file is a list of cameras (or has a 'cameras:' list)")
+    rows = []
+    for number, item in enumerate(doc, start=1):
+        if not isinstance(item, dict):
+            raise InvalidInput("must be a mapping", where=f"camera {number}")
+        rows.append((f"camera {number}", item))
+    return rows
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """The header's most frequent of comma, tab (Excel's "Unicode text") and semicolon; comma on a tie or none."""
+    counts = {d: header_line.count(d) for d in CSV_DELIMITERS}
+    best = max(CSV_DELIMITERS, key=lambda d: counts[d])  # max keeps the first on a tie: comma
+    return best if counts[best] else ","
+
+
+def _csv_rows(text: str) -> list[tuple[str, dict[str, Any]]]:
+    stream = io.StringIO(text, newline=None)  # universal newlines: Excel writes CRLF
+    delimiter = sniff_delimiter(stream.readline())
+    stream.seek(0)
+    reader = csv.DictReader(stream, delimiter=delimiter)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    for needed in ("name", "url", "lon", "lat"):
+        if needed not in header:
+            raise InvalidInput(f"the CSV header must have {needed!r} (got {','.join(header)})", where="line 1")
+    rows = []
+    for line_no, raw in enumerate(reader, start=2):
+        if None in raw:
+            raise InvalidInput("has more values than the header has columns", where=f"line {line_no}")
+        rows.append((f"line {line_no}", {k.strip(): v for k, v in raw.items() if k is not None}))
+    return rows
+
+
+def register_cameras(
+    session: Session, specs: list[CameraSpec], *, credentials: CredentialKeyring | None = None
+) -> CameraImportReport:
+    """Create or update cameras (matched by name) inside the caller's transaction.
+
+    URLs are stored encrypted under ``credentials``; without a keyring they are stored as given and
+    encrypted by the next worker start (:func:`models.grid.credentials.seal_cameras`)."""
     report = CameraImportReport()
     codes = {s.grid_code for s in specs if s.grid_code}
     grid_by_code = {n.code: n.id for n in session.scalars(select(GridNode).where(GridNode.code.in_(codes)))}
@@ -148,14 +178,14 @@ def register_cameras(session: Session, specs: list[CameraSpec]) -> CameraImportR
     for s in specs:
         cam = existing.get(s.name)
         if cam is None:
-            cam = Camera(name=s.name, url=s.url)
+            cam = Camera(name=s.name)
             session.add(cam)
             report.created += 1
         else:
             report.updated += 1
-        cam.url = s.url
+        set_camera_secrets(cam, credentials, url=s.url, onvif_url=s.onvif_url)
+        cam.stream_host = stream_host(s.url)
         cam.lon, cam.lat = s.lon, s.lat
-        cam.onvif_url = s.onvif_url
         cam.enabled = s.enabled
         if s.grid_code:
             cam.grid_id, cam.grid_override = grid_by_code[s.grid_code], True

@@ -1,8 +1,14 @@
 """Opaque bearer secrets stored hashed: long-lived API tokens and rotating refresh tokens.
 
 An API token (``gp_...``) is shown once at creation; only its SHA-256 is kept. It acts as its user,
-limited by its scopes, until it expires or is revoked; disabling the user cuts it at once. The RTSP
-gateway resolves the tokens viewers present with :func:`resolve_api_token` (scope ``rtsp``).
+limited by its scopes, until it expires (at most :data:`MAX_API_TOKEN_LIFETIME` after its creation) or
+is revoked; disabling the user revokes it for good (re-enabling does not revive it). The RTSP gateway
+resolves the tokens viewers present with :func:`resolve_api_token` (scope ``rtsp``).
+
+Two scopes are privileges of their own (:data:`PRIVILEGED_SCOPES`): ``admin:users`` lets a token create,
+enable or re-assign users and lend cameras (an admin's only), ``intake`` lets it file cases as the
+12345 hotline, the 110 platform or another system (the centre's only). Only a login session may put
+them on a token (no token mints tokens).
 
 A refresh token (``gpr_...``) belongs to one login session (a *family*): each use spends it and issues
 the next one; a spent token presented again means a copy was stolen, and the whole family is revoked.
@@ -18,20 +24,43 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models.db.tables import ApiToken, RefreshToken, User, utcnow
+from models.db.tables import ApiToken, RefreshToken, Role, User, utcnow
 from models.errors import AccessDenied, AuthError, InvalidInput
 from models.identity.passwords import hash_api_token, new_api_token
+from models.identity.roles import CENTRE
 
 API_TOKEN_PREFIX = "gp_"
 REFRESH_TOKEN_PREFIX = "gpr_"
 #: a token's last_used_at is written at most this often (not one write per request)
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+#: the longest an API token lives; a token asked for without ``expires_at`` gets exactly this
+MAX_API_TOKEN_LIFETIME = timedelta(days=366)
 
 
 class TokenScope(enum.StrEnum):
     api_read = "api:read"
     api_write = "api:write"
     rtsp = "rtsp"
+    #: create, enable, re-assign users and lend cameras through the API (see api/deps.py PRIVILEGE_ROUTES)
+    admin_users = "admin:users"
+    #: file cases with a source other than ``patrol`` (hotline_12345, police_110, api)
+    intake = "intake"
+
+
+#: scopes that are privileges: the roles whose users may put them on a token
+PRIVILEGED_SCOPES: dict[TokenScope, frozenset[Role]] = {
+    TokenScope.admin_users: frozenset({Role.admin}),
+    TokenScope.intake: CENTRE,
+}
+
+
+class ScopeMissing(AccessDenied):
+    """A good API token without the scope a request needs (403); names its user for the audit log."""
+
+    def __init__(self, message: str, *, user_id: int, username: str) -> None:
+        super().__init__(message)
+        self.user_id = user_id
+        self.username = username
 
 
 def parse_scopes(names: Iterable[str]) -> list[TokenScope]:
@@ -57,10 +86,24 @@ def create_api_token(
     scopes: Iterable[str],
     expires_at: datetime | None = None,
 ) -> tuple[ApiToken, str]:
-    """A new token row and the token itself (shown once: only its hash is stored)."""
+    """A new token row and the token itself (shown once: only its hash is stored). It lives until
+    ``expires_at`` (with a time zone, at most :data:`MAX_API_TOKEN_LIFETIME` away; None: that maximum).
+    A privileged scope needs a role allowed to hold it (AccessDenied otherwise)."""
     parsed = parse_scopes(scopes)
-    if expires_at is not None and expires_at <= utcnow():
+    for scope in parsed:
+        roles = PRIVILEGED_SCOPES.get(scope)
+        if roles is not None and Role(user.role) not in roles:
+            allowed = ", ".join(sorted(r.value for r in roles))
+            raise AccessDenied(f"only {allowed} may put the scope {scope.value!r} on a token")
+    now = utcnow()
+    if expires_at is None:
+        expires_at = now + MAX_API_TOKEN_LIFETIME
+    elif expires_at.tzinfo is None or expires_at.utcoffset() is None:
+        raise InvalidInput("give a time with a time zone (e.g. 2026-05-01T08:00:00Z)", field="expires_at")
+    if expires_at <= now:
         raise InvalidInput("must be in the future", field="expires_at")
+    if expires_at > now + MAX_API_TOKEN_LIFETIME:
+        raise InvalidInput(f"an API token lives at most {MAX_API_TOKEN_LIFETIME.days} days", field="expires_at")
     token, token_hash = new_api_token()
     row = ApiToken(
         user_id=user.id,
@@ -89,7 +132,9 @@ def resolve_api_token(
     if user is None or not user.enabled:
         raise AuthError("invalid token")
     if scope.value not in row.scopes:
-        raise AccessDenied(f"this API token lacks the scope {scope.value!r}")
+        raise ScopeMissing(
+            f"this API token lacks the scope {scope.value!r}", user_id=user.id, username=user.username
+        )
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         row.last_used_at = now
     return user, row
@@ -104,6 +149,17 @@ def api_token_is_live(session: Session, token_id: int, *, now: datetime | None =
 def revoke_api_token(session: Session, row: ApiToken, *, now: datetime | None = None) -> None:
     if row.revoked_at is None:
         row.revoked_at = now or utcnow()
+
+
+def revoke_user_api_tokens(session: Session, user_id: int, *, now: datetime | None = None) -> int:
+    """Revoke every live API token of a user (when they are disabled); returns how many."""
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now or utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- refresh tokens -------------------------------------------------------------------------------

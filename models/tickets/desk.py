@@ -12,13 +12,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.bus.messages import TicketNotice
+from models.db.engine import lock_rows
 from models.db.tables import (
     Assignment,
+    GridKind,
     GridNode,
     Role,
     Ticket,
@@ -59,25 +61,12 @@ MOVES: dict[str, Move] = {
 
 
 def lock_tickets(session: Session, ids: Iterable[int]) -> dict[int, Ticket]:
-    """Read tickets for a change, locked until the transaction ends, in id order (no deadlock between
-    lockers). ``FOR NO KEY UPDATE`` on PostgreSQL: it does not wait for rows that merely reference the
-    ticket (occurrences, transitions being inserted); SQLite's write transaction already serialises.
-    The rows are read again even when the session holds them, so every check sees the latest state."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    if session.get_bind().dialect.name == "sqlite":
-        # takes the database's write lock now (pysqlite reads outside a transaction until the first
-        # write), so the rows read below cannot change before this transaction commits
-        session.execute(update(Ticket).where(Ticket.id.in_(wanted)).values(updated_at=Ticket.updated_at))
-    rows = session.scalars(
-        select(Ticket)
-        .where(Ticket.id.in_(wanted))
-        .order_by(Ticket.id)
-        .with_for_update(of=Ticket, key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    return {t.id: t for t in rows}
+    """The tickets, locked for a change (see :func:`models.db.engine.lock_rows`)."""
+    return lock_rows(session, Ticket, ids)
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def notice(ticket: Ticket, event: str, at: datetime, **detail: object) -> TicketNotice:
@@ -194,8 +183,12 @@ class TicketDesk:
         action: str,
         note: str = "",
         photos: Sequence[bytes] = (),
+        to_grid: str | None = None,
+        to_user: str | None = None,
     ) -> list[TicketNotice]:
         """Apply one action; AccessDenied (403) or Conflict (409) with a reason when it is not allowed.
+        ``dispatch`` may name where the ticket goes: a grid (by code) and/or a grid leader (by username),
+        inside the dispatcher's scope; a rejected ticket is rerouted that way ("该点位属于第二网格").
         The caller has already checked that ``scope`` may see the ticket (404 otherwise). The ticket is
         locked and read again first: of two people acting at once, the second sees the first's result
         (a grid leader's accept and a manager's reject cannot both succeed)."""
@@ -205,7 +198,9 @@ class TicketDesk:
             raise InvalidInput(f"unknown action {action!r} (use {', '.join(MOVES)})", field="action")
         role = Role(actor.role)
         if role not in move.roles:
-            raise AccessDenied(f"a {role.value} may not {action} a ticket")
+            raise AccessDenied(f"{_article(role.value)} {role.value} may not {action} a ticket")
+        if (to_grid or to_user) and action != "dispatch":
+            raise InvalidInput(f"only a dispatch names where the ticket goes, not {action}", field="grid" if to_grid else "assignee")
         grid_path = ticket.grid.path if ticket.grid is not None else None
         if role not in CENTRE and (grid_path is None or not scope.allows_grid(grid_path)):
             raise AccessDenied(f"this ticket belongs to a grid outside your responsibility; you may not {action} it")
@@ -213,11 +208,61 @@ class TicketDesk:
             raise Conflict(f"cannot {action} a ticket that is {ticket.state}")
         if action in {"dismiss", "reject", "reopen"} and not note.strip():
             raise InvalidInput(f"a note is required to {action} a ticket", field="note")
+        route = self._route(session, ticket, scope=scope, to_grid=to_grid, to_user=to_user) if (to_grid or to_user) else None
         at = self.clock()
         keys = [self.evidence.put(p, prefix=f"ticket-{ticket.id}", suffix=image_suffix(p), at=at) for p in photos]
+        if route is not None:
+            grid, leader = route
+            rerouted = grid.id != ticket.grid_id
+            ticket.grid_id, ticket.grid, ticket.assignee_id = grid.id, grid, leader.id
+            if rerouted:  # a new grid gets its own time to accept, and escalation starts again from it
+                ticket.escalation_level = 0
+                self.set_deadlines(ticket, at)
+            where = f"派遣 → {grid.name}({grid.code}) · {leader.username}"
+            note = f"{where}：{note}" if note.strip() else where
         out = self._apply(session, ticket, move=move, action=action, actor=actor, at=at, note=note, photos=keys)
         self.queue_webhooks(session, out)
         return out
+
+    def _route(
+        self, session: Session, ticket: Ticket, *, scope: AccessScope, to_grid: str | None, to_user: str | None
+    ) -> tuple[GridNode, User]:
+        """Where a dispatch sends the ticket: (grid, leader). The grid must be a grid (not a street) in the
+        dispatcher's scope with an enabled leader; a named leader must lead that grid (or, with no grid
+        named, the ticket's grid or one grid of theirs in scope, which the ticket then moves to)."""
+        user: User | None = None
+        if to_user:
+            user = session.scalar(select(User).where(User.username == to_user))
+            if user is None or not user.enabled or user.role != Role.grid_leader.value:
+                raise InvalidInput(f"{to_user!r} is not an enabled grid leader", field="assignee")
+        if to_grid:
+            grid = session.scalar(select(GridNode).where(GridNode.code == to_grid))
+            if grid is None:
+                raise InvalidInput(f"no grid has code {to_grid!r}", field="grid")
+            candidates = [grid]
+        else:
+            assert user is not None
+            mine = session.scalars(
+                select(GridNode).join(Assignment, Assignment.grid_id == GridNode.id).where(Assignment.user_id == user.id).order_by(GridNode.code)
+            ).all()
+            candidates = [g for g in mine if g.id == ticket.grid_id] or list(mine)
+            if not candidates:
+                raise InvalidInput(f"{to_user!r} leads no grid", field="assignee")
+        for grid in candidates:
+            if grid.kind != GridKind.grid.value:
+                raise InvalidInput(f"{grid.code} is a {grid.kind}, not a grid: dispatch to one of its grids", field="grid")
+            if not scope.allows_grid(grid.path):
+                continue
+            leaders = self.leaders_by_grid(session, [grid.id])[grid.id]
+            if user is None:
+                if not leaders:
+                    raise InvalidInput(f"grid {grid.code} has no grid leader to dispatch to", field="grid")
+                return grid, leaders[0]
+            if any(u.id == user.id for u in leaders):
+                return grid, user
+            if to_grid:
+                raise InvalidInput(f"{to_user!r} is not a leader of grid {grid.code}", field="assignee")
+        raise AccessDenied("you may dispatch only to grids inside your responsibility")
 
     def _apply(
         self,
@@ -289,12 +334,19 @@ class TicketDesk:
         description: str,
         source: str = "patrol",
         photos: Sequence[bytes] = (),
+        may_set_source: bool = False,
     ) -> tuple[Ticket, list[TicketNotice]]:
-        """A case reported by a patroller, the 12345 hotline, the 110 platform or another system."""
+        """A case reported by a patroller, the 12345 hotline, the 110 platform or another system. A
+        source other than ``patrol`` is provenance only an intake channel may claim: the caller says
+        whether this reporter may (``may_set_source``: the centre, or an API token with scope intake)."""
         if category not in self.settings.ticket_categories and category not in DEFAULT_CATEGORIES:
             raise InvalidInput(f"unknown category {category!r}", field="category")
         if source not in MANUAL_SOURCES:
             raise InvalidInput(f"unknown source {source!r} (use {', '.join(MANUAL_SOURCES)})", field="source")
+        if source != "patrol" and not may_set_source:
+            raise AccessDenied(
+                f"only the command centre or an intake API token may file a case as {source!r} (source)"
+            )
         hit = GridLocator.from_session(session).locate(lon, lat)
         if hit is None:
             raise InvalidInput("the location lies outside every grid", field="lon")

@@ -223,3 +223,21 @@ def test_live_feed_sends_only_visible_tickets(client: TestClient, auth_headers: 
                 break
     assert [m["ticket_id"] for m in received] == [8]
     assert "grid_path" not in received[0]
+
+
+def test_a_rejected_ticket_is_rerouted_through_the_api(client: TestClient, auth_headers: Headers, seeded, desk) -> None:
+    detect(seeded, desk, "cam-g1-a")
+    (ticket,) = client.get("/api/tickets", headers=auth_headers("admin1")).json()["items"]
+    assert ticket["camera_name"] == "cam-g1-a" and ticket["lon"] is not None
+    url = f"/api/tickets/{ticket['id']}/transitions"
+    r = client.post(url, json={"action": "reject", "note": "该点位属于南浦第一网格"}, headers=auth_headers("leader-g1"))
+    assert r.status_code == 200, r.text
+    r = client.post(url, json={"action": "dispatch", "grid": "G2"}, headers=auth_headers("manager-d1"))
+    assert r.status_code == 422 and "grid G2 has no grid leader" in r.text and "'grid'" in r.text
+    r = client.post(url, json={"action": "dispatch", "grid": "G3"}, headers=auth_headers("manager-d1"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["state"], body["grid_code"], body["assignee"]) == ("dispatched", "G3", "leader-g3")
+    assert body["history"][-1]["note"].startswith("派遣 → 南浦第一网格(G3) · leader-g3")
+    assert client.get(f"/api/tickets/{ticket['id']}", headers=auth_headers("leader-g1")).status_code == 404
+    assert client.get(f"/api/tickets/{ticket['id']}", headers=auth_headers("leader-g3")).status_code == 200

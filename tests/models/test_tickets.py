@@ -139,7 +139,7 @@ def test_every_state_and_every_forbidden_move(seeded, desk: TicketDesk, clock: C
     refused = [
         ("leader-g3", "accept", AccessDenied, "outside your responsibility"),  # wrong grid
         ("patroller-g2", "accept", AccessDenied, "a patroller may not accept"),  # wrong role
-        ("operator1", "accept", AccessDenied, "an operator may not accept".replace("an ", "a ")),
+        ("operator1", "accept", AccessDenied, "an operator may not accept"),
         ("leader-g1", "resolve", Conflict, "cannot resolve a ticket that is dispatched"),
         ("leader-g1", "verify", AccessDenied, "a grid_leader may not verify"),
         ("leader-g1", "fly", InvalidInput, "unknown action 'fly'"),

@@ -330,6 +330,9 @@ LIST = _row(U, LISTED, LISTED, LISTED, HIDDEN, LISTED, HIDDEN, LISTED, HIDDEN, L
 ANY_READ = _row(U, A, A, A, A, A, A, A, A, A, A)
 ADMIN_READ = _row(U, A, F, F, F, F, F, F, F, A, A)
 ADMIN_WRITE = _row(U, A, F, F, F, F, F, F, F, A, F)
+#: raising someone's privileges (create, enable, re-assign a user): an admin logged in; an API token
+#: only with the admin-only scope admin:users, which token_rw lacks (issue 10 item 3)
+ADMIN_PRIVILEGE = _row(U, A, F, F, F, F, F, F, F, F, F)
 
 POLICY: dict[str, dict[str, Cell]] = {
     "GET /api/cameras": LIST,
@@ -351,7 +354,7 @@ POLICY: dict[str, dict[str, Cell]] = {
     "GET /api/grants": ANY_READ,
     # lending: a manager inside the subtree, an admin anywhere; other roles may not lend (403 where
     # they see the camera, DENIED where they do not); the operator configures but does not lend
-    "POST /api/grants": _row(U, A, F, A, N, F, DENIED, F, DENIED, A, F),
+    "POST /api/grants": _row(U, A, F, A, N, F, DENIED, F, DENIED, F, F),  # a token lends only with admin:users
     "DELETE /api/grants/{grant_id}": _row(U, A, F, A, N, DENIED, DENIED, DENIED, DENIED, A, F),
     "GET /api/audit": ADMIN_READ,
     "GET /api/audit.csv": ADMIN_READ,
@@ -367,10 +370,10 @@ POLICY: dict[str, dict[str, Cell]] = {
     # every user changes their own password; an API token may not
     "POST /api/me/password": _row(U, A, A, A, A, A, A, A, A, F, F),
     "GET /api/admin/users": ADMIN_READ,
-    "POST /api/admin/users": ADMIN_WRITE,
+    "POST /api/admin/users": ADMIN_PRIVILEGE,
     "POST /api/admin/users/{user_id}/disable": ADMIN_WRITE,
-    "POST /api/admin/users/{user_id}/enable": ADMIN_WRITE,
-    "PUT /api/admin/users/{user_id}/grids": ADMIN_WRITE,
+    "POST /api/admin/users/{user_id}/enable": ADMIN_PRIVILEGE,
+    "PUT /api/admin/users/{user_id}/grids": ADMIN_PRIVILEGE,
 }
 #: paths of the sensitive resources: every such route of the schema must have a row in POLICY
 SENSITIVE = re.compile(r"^/api/(cameras|tickets|grants|audit|tokens|me|admin/(users|tokens))(\.csv)?(/|$)")
