@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridpatrol.settings import Settings
 from models.db.engine import make_engine, make_session_factory, upgrade
-from models.errors import GridPatrolError
+from models.errors import GridPatrolError, InvalidInput
+from models.grid.textfile import read_text_file
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -37,11 +38,23 @@ def open_db(settings: Settings, *, migrate: bool = True) -> sessionmaker[Session
 
 
 
-def read_json(file: Path) -> Any:
-    """A JSON file's content; a missing file or bad JSON ends the command with the line and column."""
+def read_text(file: Path) -> str:
+    """An import file's text in whichever encoding Excel saved it (UTF-8, UTF-16 with BOM, GB18030/GBK),
+    saying which; a missing or binary file ends the command with the file's name."""
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        decoded = read_text_file(file)
     except OSError as err:
         fail(f"{file}: {err.strerror}")
+    except InvalidInput as err:
+        fail(f"{err} (nothing was imported)")
+    print(f"read {file.name} as {decoded.encoding}")
+    return decoded.text
+
+
+def read_json(file: Path) -> Any:
+    """A JSON file's content; a missing file or bad JSON ends the command with the line and column."""
+    text = read_text(file)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         fail(f"{file}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})")

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from models.db.tables import GRID_KIND_LEVEL, Camera, GridKind, GridNode
 from models.errors import InvalidInput
 from models.grid.geo import GridLocator
+from models.grid.overlaps import GeometryWarning, Outline, check_overlaps
 
 MAX_CODE_LENGTH = 64
 MAX_VERTICES = 100_000
@@ -30,6 +31,8 @@ class GridImportReport:
     updated: int = 0
     cameras_placed: int = 0
     cameras_outside: list[str] = field(default_factory=list)
+    #: siblings that overlap and children that spill outside their parent (imported anyway unless strict)
+    geometry_warnings: list[GeometryWarning] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def parse_features(doc: Any) -> list[_Feature]:
         raise InvalidInput("must be a list", field="features")
     features: list[_Feature] = []
     seen: dict[str, int] = {}
-    for i, feat in enumerate(raw):
+    for i, feat in enumerate(raw, start=1):  # "feature 1" is the first, as people count
         where = f"feature {i}"
         if not isinstance(feat, dict) or feat.get("type") != "Feature":
             raise InvalidInput("is not a GeoJSON Feature", where=where, field="type")
@@ -136,8 +139,11 @@ def parse_features(doc: Any) -> list[_Feature]:
     return features
 
 
-def import_grids(session: Session, doc: Any) -> GridImportReport:
-    """Validate and write the tree inside the caller's transaction; any error leaves nothing written."""
+def import_grids(session: Session, doc: Any, *, strict: bool = False) -> GridImportReport:
+    """Validate and write the tree inside the caller's transaction; any error leaves nothing written.
+
+    Overlapping siblings and children spilling outside their parent are reported in
+    ``geometry_warnings``; with ``strict`` they are an error instead (raised before anything is written)."""
     features = parse_features(doc)
     existing = {n.code: n for n in session.scalars(select(GridNode))}
     by_code = {f.code: f for f in features}
@@ -164,7 +170,11 @@ def import_grids(session: Session, doc: Any) -> GridImportReport:
                 field="parent_code",
             )
 
-    report = GridImportReport()
+    warnings = check_overlaps(_outlines(features, existing))
+    if strict and warnings:
+        listed = "; ".join(str(w) for w in warnings[:10]) + (f"; and {len(warnings) - 10} more" if len(warnings) > 10 else "")
+        raise InvalidInput(f"{len(warnings)} overlap(s)/spill(s) refused by the strict import: {listed}", field="geometry")
+    report = GridImportReport(geometry_warnings=warnings)
     # Parents before children: sort by level (levels are strict, so this is a topological order).
     for f in sorted(features, key=lambda f: (GRID_KIND_LEVEL[f.kind], f.index)):
         node = existing.get(f.code)
@@ -186,6 +196,26 @@ def import_grids(session: Session, doc: Any) -> GridImportReport:
     placed, outside = place_cameras(session)
     report.cameras_placed, report.cameras_outside = placed, outside
     return report
+
+
+def _outlines(features: list[_Feature], existing: dict[str, GridNode]) -> list[Outline]:
+    """The tree as it will be after the import: the file's features over the database's nodes."""
+    code_of = {n.id: code for code, n in existing.items()}
+    outlines = [
+        Outline(f.code, f.kind.value, f.parent_code, shape(f.geometry), f.where, in_file=True)
+        for f in features
+        if f.geometry is not None
+    ]
+    in_file = {f.code for f in features}
+    for code, node in existing.items():
+        if code in in_file or not node.geometry:
+            continue
+        geom = shape(node.geometry)
+        if geom.is_valid and not geom.is_empty:
+            label = f"node {code!r} (already in the database)"
+            parent = code_of.get(node.parent_id) if node.parent_id is not None else None
+            outlines.append(Outline(code, node.kind, parent, geom, label, in_file=False))
+    return outlines
 
 
 def _kind_above(kind: GridKind) -> str:

@@ -66,31 +66,31 @@ BOWTIE = {"type": "Polygon", "coordinates": [[[118.70, 32.10], [118.71, 32.11], 
 
 BAD_TREES = [
     ("not a collection", lambda d: d.update(type="Feature"), None, "type"),
-    ("self-intersecting", lambda d: _feature(d, "G2").update(geometry=BOWTIE), "feature 6 (code 'G2')", "geometry"),
+    ("self-intersecting", lambda d: _feature(d, "G2").update(geometry=BOWTIE), "feature 7 (code 'G2')", "geometry"),
     (
         "duplicate code",
         lambda d: _feature(d, "G3")["properties"].update(code="G2"),
-        "feature 7 (code 'G2')",
+        "feature 8 (code 'G2')",
         "code",
     ),
     (
         "parent missing",
         lambda d: _feature(d, "G3")["properties"].update(parent_code="C9"),
-        "feature 7 (code 'G3')",
+        "feature 8 (code 'G3')",
         "parent_code",
     ),
-    ("unknown kind", lambda d: _feature(d, "C2")["properties"].update(kind="village"), "feature 4 (code 'C2')", "kind"),
+    ("unknown kind", lambda d: _feature(d, "C2")["properties"].update(kind="village"), "feature 5 (code 'C2')", "kind"),
     (
         "grid under a street",
         lambda d: _feature(d, "G3")["properties"].update(parent_code="S2"),
-        "feature 7 (code 'G3')",
+        "feature 8 (code 'G3')",
         "parent_code",
     ),
-    ("missing name", lambda d: _feature(d, "G1")["properties"].pop("name"), "feature 5 (code 'G1')", "name"),
+    ("missing name", lambda d: _feature(d, "G1")["properties"].pop("name"), "feature 6 (code 'G1')", "name"),
     (
         "point geometry",
         lambda d: _feature(d, "G1").update(geometry={"type": "Point", "coordinates": [118.7, 32.1]}),
-        "feature 5 (code 'G1')",
+        "feature 6 (code 'G1')",
         "geometry",
     ),
     (
@@ -98,7 +98,7 @@ BAD_TREES = [
         lambda d: _feature(d, "G1").update(
             geometry={"type": "Polygon", "coordinates": [[[118.7, 200], [118.71, 200], [118.71, 201], [118.7, 200]]]}
         ),
-        "feature 5 (code 'G1')",
+        "feature 6 (code 'G1')",
         "geometry",
     ),
     (
@@ -106,10 +106,10 @@ BAD_TREES = [
         lambda d: _feature(d, "G1").update(
             geometry={"type": "Polygon", "coordinates": [[[118.7, 32.1], [118.71, 32.1], [118.71, 32.11]]]}
         ),
-        "feature 5 (code 'G1')",
+        "feature 6 (code 'G1')",
         "geometry",
     ),
-    ("district with parent", lambda d: _feature(d, "D1")["properties"].update(parent_code="G1"), "feature 0 (code 'D1')", "parent_code"),
+    ("district with parent", lambda d: _feature(d, "D1")["properties"].update(parent_code="G1"), "feature 1 (code 'D1')", "parent_code"),
 ]
 
 
