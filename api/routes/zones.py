@@ -4,16 +4,16 @@ apply it without a restart."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import WithJsonSchema
 
 from api.deps import BusDep, ConfigurableCamera, CurrentUser, SessionDep, VisibleCamera, x_access
 from models.bus.messages import CONFIG_CHANGES, ConfigChange
 from models.errors import BusError
 from models.grid.zones import current_zones, save_zones
+from models.grid.zonespec import ZonesDocument
 
 router = APIRouter(prefix="/api", tags=["zones"])
 
@@ -24,33 +24,32 @@ EXAMPLE = {
 }
 
 
-class ZonesOut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    camera_id: int
-    version: int = Field(description="0 when no zones were ever saved")
-    zones: list[dict[str, Any]]
-    author: str | None
-    saved_at: datetime | None
-
-
-@router.get("/cameras/{camera_id}/zones", response_model=ZonesOut, openapi_extra=x_access("camera"))
-def get_zones(cam: VisibleCamera, session: SessionDep) -> ZonesOut:
-    camera_id = cam.id
-    z = current_zones(session, camera_id)
-    return ZonesOut(camera_id=camera_id, version=z.version, zones=z.document.get("zones", []), author=z.author, saved_at=z.saved_at)
+#: PUT's body is the document GET answers. It is validated by ``save_zones`` (errors name the zone and the
+#: field) rather than by FastAPI, and declared as that schema so /docs shows every field with its unit.
+ZonesBody = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"$ref": "#/components/schemas/ZonesDocument"}),
+    Body(openapi_examples={"fire lane": {"summary": "one fire lane", "value": EXAMPLE}}),
+]
 
 
-@router.put("/cameras/{camera_id}/zones", response_model=ZonesOut, openapi_extra=x_access("configure"))
+@router.get("/cameras/{camera_id}/zones", response_model=ZonesDocument, openapi_extra=x_access("camera"))
+def get_zones(cam: VisibleCamera, session: SessionDep) -> ZonesDocument:
+    """The camera's current zones with their version: PUT this document back, edited, to save a new version."""
+    return current_zones(session, cam.id).as_document()
+
+
+@router.put("/cameras/{camera_id}/zones", response_model=ZonesDocument, openapi_extra=x_access("configure"))
 def put_zones(
     camera_id: int,
     camera: ConfigurableCamera,
     user: CurrentUser,
     session: SessionDep,
     bus: BusDep,
-    document: dict[str, Any] = Body(examples=[EXAMPLE]),
-) -> ZonesOut:
-    """Replace the camera's zones (422 names the zone and field of the first error)."""
+    document: ZonesBody,
+) -> ZonesDocument:
+    """Replace the camera's zones (422 names the zone and field of the first error). With ``version`` (as
+    GET gave it), a save on top of someone else's newer save is refused with 409 instead of overwriting it."""
     z = save_zones(session, camera.id, document, author=user, channel="api")
     session.commit()
     if bus is not None:
@@ -58,4 +57,4 @@ def put_zones(
             bus.publish(CONFIG_CHANGES, [ConfigChange(kind="zones", camera_id=camera.id, version=z.version)])
         except BusError:
             pass  # workers also poll zone versions; they pick it up within seconds
-    return ZonesOut(camera_id=camera_id, version=z.version, zones=z.document.get("zones", []), author=z.author, saved_at=z.saved_at)
+    return z.as_document()

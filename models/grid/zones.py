@@ -9,8 +9,10 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from models.db.tables import User, Zone, ZoneRevision
-from models.grid.zonespec import ZonesFile, parse_zones
+from models.db.engine import lock_rows
+from models.db.tables import Camera, User, Zone, ZoneRevision
+from models.errors import Conflict, InvalidInput
+from models.grid.zonespec import ZonesDocument, ZonesFile, parse_zones
 from models.identity.audit import record_change
 
 
@@ -21,6 +23,12 @@ class ZonesVersion:
     document: dict[str, Any]
     author: str | None
     saved_at: datetime | None
+
+    def as_document(self) -> ZonesDocument:
+        """What the API and ``zones get`` print, and ``PUT`` / ``zones set`` read back."""
+        return ZonesDocument.model_validate(
+            {**self.document, "camera_id": self.camera_id, "version": self.version, "author": self.author, "saved_at": self.saved_at}
+        )
 
 
 def current_zones(session: Session, camera_id: int) -> ZonesVersion:
@@ -35,10 +43,22 @@ def current_zones(session: Session, camera_id: int) -> ZonesVersion:
 
 
 def save_zones(session: Session, camera_id: int, document: Any, *, author: User | None, channel: str = "api") -> ZonesVersion:
-    """Validate (errors name the zone and field), store as the next version, log the change."""
-    parsed: ZonesFile = parse_zones(document)
-    doc = parsed.model_dump(mode="json", exclude_none=True)
-    version = (session.scalar(select(func.max(ZoneRevision.version)).where(ZoneRevision.camera_id == camera_id)) or 0) + 1
+    """Validate (errors name the zone and field), store as the next version, log the change.
+
+    ``document`` may be what :func:`current_zones` printed (a :class:`ZonesDocument`): its ``version`` is
+    the one the edit started from, and a save on top of a newer version is a Conflict (two operators
+    tuning one camera never silently overwrite each other). The camera row is locked while versioning."""
+    parsed = parse_zones(document, ZonesDocument)
+    if parsed.camera_id is not None and parsed.camera_id != camera_id:
+        raise InvalidInput(f"the document is for camera {parsed.camera_id}, not camera {camera_id}", field="camera_id")
+    lock_rows(session, Camera, [camera_id])
+    latest = session.scalar(select(func.max(ZoneRevision.version)).where(ZoneRevision.camera_id == camera_id)) or 0
+    if parsed.version is not None and parsed.version != latest:
+        raise Conflict(
+            f"the zones were saved again since version {parsed.version} (now version {latest}): reload them and edit again"
+        )
+    doc = ZonesFile(zones=parsed.zones).model_dump(mode="json", exclude_none=True)
+    version = latest + 1
     session.execute(delete(Zone).where(Zone.camera_id == camera_id))
     for z in parsed.zones:
         params = z.model_dump(mode="json", exclude={"name", "kind", "polygon"}, exclude_none=True)

@@ -8,7 +8,8 @@ resolution. Validation errors name the zone and the field (``parse_zones`` raise
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, TypeVar, overload
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -150,12 +151,34 @@ class ZonesFile(BaseModel):
         return self
 
 
-def parse_zones(data: Any) -> ZonesFile:
+class ZonesDocument(ZonesFile):
+    """A camera's zones as the API and the CLI exchange them: what ``GET .../zones`` and ``zones get``
+    print, ``PUT .../zones`` and ``zones set`` read back unchanged."""
+
+    camera_id: int | None = Field(default=None, description="The camera; when given it must be the camera addressed.")
+    version: int | None = Field(
+        default=None,
+        ge=0,
+        description="The version this edit starts from. When given and the camera's zones have been saved since, "
+        "the save is refused (409) instead of overwriting someone else's change; omit it to overwrite.",
+    )
+    author: str | None = Field(default=None, description="Who saved this version (read-only; ignored on save).")
+    saved_at: datetime | None = Field(default=None, description="When this version was saved (read-only; ignored on save).")
+
+
+Z = TypeVar("Z", bound=ZonesFile)
+
+
+@overload
+def parse_zones(data: Any) -> ZonesFile: ...
+@overload
+def parse_zones(data: Any, model: type[Z]) -> Z: ...
+def parse_zones(data: Any, model: type[ZonesFile] = ZonesFile) -> ZonesFile:
     """Validate a zones document (a dict or JSON text); errors name the zone and the field."""
     try:
         if isinstance(data, str | bytes):
-            return ZonesFile.model_validate_json(data)
-        return ZonesFile.model_validate(data)
+            return model.model_validate_json(data)
+        return model.model_validate(data)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
         loc = list(first.get("loc", ()))

@@ -70,7 +70,7 @@ BAD_INPUTS = [
                 ],
             }
         ),
-        "feature 0 (code 'D9'): field 'geometry': invalid polygon: Self-intersection",
+        "feature 1 (code 'D9'): field 'geometry': invalid polygon: Self-intersection",
     ),
     ("csv lat 200", "cameras", "name,url,lon,lat\ncam-x,rtsp://127.0.0.1/x,118.7,200\n", "line 2 ('cam-x'): field 'lat'"),
 ]
@@ -117,3 +117,23 @@ def test_cli_errors_name_the_bad_field(env: dict[str, str], args: list[str], mes
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_zones_get_output_is_read_back_by_zones_set(env: dict[str, str], tmp_path: Path) -> None:
+    grids, cams = sample.write_files(tmp_path)
+    ok(run_cli(["grids", "import", str(grids)], env))
+    ok(run_cli(["cameras", "import", str(cams)], env))
+    lane = {"name": "东侧消防通道", "kind": "fire_lane", "polygon": [[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]], "dwell_s": 10}
+    first = tmp_path / "zones.json"
+    first.write_text(json.dumps({"zones": [lane]}, ensure_ascii=False), encoding="utf-8")
+    assert "zones version 1" in ok(run_cli(["zones", "set", "cam-g1-a", str(first)], env))
+    printed = json.loads(ok(run_cli(["zones", "get", "cam-g1-a"], env)))
+    assert (printed["version"], printed["zones"][0]["name"]) == (1, "东侧消防通道")
+    printed["zones"][0]["dwell_s"] = 30
+    again = tmp_path / "edited.json"
+    again.write_text(json.dumps(printed, ensure_ascii=False), encoding="utf-8")
+    assert "zones version 2" in ok(run_cli(["zones", "set", "cam-g1-a", str(again)], env))
+    # the same edit once more starts from version 1, which is no longer current: refused, nothing saved
+    stale = run_cli(["zones", "set", "cam-g1-a", str(again)], env)
+    assert stale.returncode != 0 and "since version 1 (now version 2)" in stale.stderr + stale.stdout
+    assert json.loads(ok(run_cli(["zones", "get", "cam-g1-a"], env)))["version"] == 2
