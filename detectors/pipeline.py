@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import cv2
@@ -51,12 +51,15 @@ class Pipeline:
         gate: bool = True,
         tracker: TrackerConfig | None = None,
         epoch: datetime | None = None,
+        tz: tzinfo | None = None,
     ) -> None:
         self.detector = detector
         self.stream = stream
         self.gate = MotionGate(motion) if gate else None
         self.tracker = Tracker(tracker)
         self.epoch = epoch
+        #: rules see the wall clock in the installation's zone: schedules and banners are local time
+        self.tz = tz
         self._last: Detections | None = None
         self.last_tracked: Detections | None = None  # for live tiles and the quality benchmark
         self.frames = 0
@@ -107,6 +110,8 @@ class Pipeline:
         tracked = self.tracker.update(detections, t)
         self.last_tracked = tracked
         wall = self.epoch + timedelta(seconds=t) if self.epoch is not None else None
+        if wall is not None and self.tz is not None:
+            wall = wall.astimezone(self.tz)
         events = []
         for rule in self.rules:
             event = rule.evaluate(tracked, frame=frame_bgr, t=t, wall=wall)
@@ -150,6 +155,7 @@ def analyze_frames(
     *,
     gate: bool = True,
     epoch: datetime | None = None,
+    tz: tzinfo | None = None,
     detector: Detector | None = None,
 ) -> Iterator[RuleHit]:
     """Run (frame_bgr, t) pairs through the worker's pipeline and yield rule events as they happen.
@@ -162,7 +168,7 @@ def analyze_frames(
         backend_config = parse_backend_config(backend_config)
     own = detector is None
     detector = detector or build_detector(backend_config)
-    pipeline = Pipeline(zones, detector, stream="analyze", gate=gate, epoch=epoch)
+    pipeline = Pipeline(zones, detector, stream="analyze", gate=gate, epoch=epoch, tz=tz)
     last_t = 0.0
     try:
         for frame, t in frames:

@@ -97,7 +97,7 @@ def annotate(
         name = detections.class_names[detections.class_id[i]]
         cv2.putText(img, name, (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 255), 1)
     zone_label = zone.name if zone.name.isascii() else zone.spec.kind
-    when = wall.strftime("%Y-%m-%d %H:%M:%S UTC") if wall is not None else f"t={t:.1f}s"
+    when = banner_time(wall) if wall is not None else f"t={t:.1f}s"
     text = f"{label} | {zone_label} | {when}"
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
     cv2.rectangle(img, (0, 0), (min(w, tw + 16), th + 14), (0, 0, 0), -1)
@@ -199,8 +199,16 @@ class FireLaneRule(ZoneRule):
         return vehicle or covered >= self.zone.spec.coverage, still, details
 
 
+def banner_time(wall: datetime) -> str:
+    """``2026-11-30 17:05:03 +08:00``: the local time people read, with its offset (never ambiguous)."""
+    offset = wall.strftime("%z")
+    zone = f" {offset[:3]}:{offset[3:]}" if offset else ""
+    return wall.strftime("%Y-%m-%d %H:%M:%S") + zone
+
+
 def in_schedule(windows: list[tuple[int, int]], wall: datetime | None) -> bool:
-    """True when there is no schedule, no wall clock, or the time of day falls in a window."""
+    """True when there is no schedule, no wall clock, or the time of day falls in a window. ``wall`` is
+    in the installation's zone (the pipeline converts it): a 07:00-09:00 window is 07:00-09:00 there."""
     if not windows or wall is None:
         return True
     minute = wall.hour * 60 + wall.minute
