@@ -40,4 +40,5 @@ def stats(
         by_category=result.by_category,
         grids=[GridStats(**r.__dict__) for r in result.grids],
         leaders=[LeaderStats(**r.__dict__) for r in result.leaders],
+        unattended=result.unattended,
     )

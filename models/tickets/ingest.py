@@ -135,8 +135,9 @@ def _episode_tickets(
         return found, set()
 
     camera_ids = {e.camera_id for e in first_of_missing.values()}
-    grid_of = pairs(session, select(Camera.id, Camera.grid_id).where(Camera.id.in_(camera_ids)))
-    orphans = [k for k, e in first_of_missing.items() if e.camera_id not in grid_of]
+    # where the camera stands: the ticket is placed (grid, location) and named by it
+    cams = {row.id: row for row in session.execute(select(Camera.id, Camera.grid_id, Camera.name, Camera.lon, Camera.lat).where(Camera.id.in_(camera_ids)))}
+    orphans = [k for k, e in first_of_missing.items() if e.camera_id not in cams]
     if orphans:
         unknown = sorted({first_of_missing[k].camera_id for k in orphans})
         result.orphans = sum(1 for e in events if e.camera_id in unknown)
@@ -152,7 +153,7 @@ def _episode_tickets(
             to_create.setdefault(e.live_key, e)
     created: set[int] = set()
     if to_create:
-        rows = [_new_ticket_row(desk, live_key, e, grid_of[e.camera_id]) for live_key, e in sorted(to_create.items())]
+        rows = [_new_ticket_row(desk, live_key, e, cams[e.camera_id]) for live_key, e in sorted(to_create.items())]
         stmt = _insert(session, Ticket).on_conflict_do_nothing(index_elements=["active_key"])
         won = pairs(session.execute(stmt.returning(Ticket.active_key, Ticket.id), rows))
         live.update(won)
@@ -178,7 +179,7 @@ def _episode_tickets(
     return found, created
 
 
-def _new_ticket_row(desk: TicketDesk, live_key: str, e: RuleEvent, grid_id: int | None) -> dict[str, Any]:
+def _new_ticket_row(desk: TicketDesk, live_key: str, e: RuleEvent, camera: Any) -> dict[str, Any]:
     category = RULE_CATEGORY[e.rule]
     policy = desk.settings.category(category)
     return {
@@ -189,7 +190,9 @@ def _new_ticket_row(desk: TicketDesk, live_key: str, e: RuleEvent, grid_id: int 
         "zone_name": e.zone,
         "rule": e.rule,
         "active_key": live_key,
-        "grid_id": grid_id,
+        "grid_id": camera.grid_id,
+        "lon": camera.lon,
+        "lat": camera.lat,
         "state": TicketState.open.value,
         "opened_at": e.at,
         "updated_at": e.at,
@@ -198,7 +201,7 @@ def _new_ticket_row(desk: TicketDesk, live_key: str, e: RuleEvent, grid_id: int 
         "occurrence_count": 0,
         "snapshot_count": 0,
         "photos": [],
-        "description": f"{policy.case_code} · {e.zone}",
+        "description": f"{policy.case_code} · {camera.name} · {e.zone}",
     }
 
 

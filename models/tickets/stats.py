@@ -21,7 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from models.db.tables import GridNode, Ticket, TicketState, User
 from models.errors import InvalidInput
-from models.tickets.states import HOLDS_LIVE_SLOT, WAITING_ACCEPT, WAITING_RESOLVE, values
+from models.tickets.states import HOLDS_LIVE_SLOT, LIVE, WAITING_ACCEPT, WAITING_RESOLVE, values
 
 S = TicketState
 
@@ -128,6 +128,8 @@ class Evaluation:
     by_category: dict[str, int]
     grids: list[GridRow]
     leaders: list[LeaderRow]
+    #: live tickets nobody answers for (no leader in the grid, no manager up the tree): the centre must act
+    unattended: int = 0
 
 
 def _count(clause: ColumnElement[bool]) -> ColumnElement[int]:
@@ -261,6 +263,10 @@ def evaluate(session: Session, *, scope: ColumnElement[bool], since: datetime, u
         ranked.append(row)
     ranked.sort(key=lambda r: (-r.score, r.median_resolve_s or 1e18, r.username))
     leaders = [replace(r, rank=i) for i, r in enumerate(ranked, start=1)]
+    unattended = session.scalar(
+        select(func.count()).select_from(Ticket).where(where, Ticket.state.in_(values(LIVE)), Ticket.assignee_id.is_(None))
+    )
     return Evaluation(
-        total=sum(by_state.values()), by_state=by_state, by_category=by_category, grids=grids, leaders=leaders
+        total=sum(by_state.values()), by_state=by_state, by_category=by_category, grids=grids, leaders=leaders,
+        unattended=unattended or 0,
     )

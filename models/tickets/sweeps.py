@@ -56,16 +56,33 @@ def escalate_overdue(session: Session, desk: TicketDesk, *, now: datetime) -> li
     ).all()
     for ticket in overdue:
         late_resolve = ticket.state in NOT_RESOLVED and ticket.resolve_by is not None and ticket.resolve_by <= now
-        level = 2 if late_resolve else 1
-        kind, why = LEVELS[level]
-        node, managers = _managers_at(session, ticket, kind)
-        ticket.escalation_level = level
+        wanted = 2 if late_resolve else 1
+        _, why = LEVELS[wanted]
+        # the first level, from the one due, that has someone to answer: a street without a manager
+        # passes the ticket on to the district rather than to nobody
+        level, node, managers = wanted, None, []
+        for candidate in range(wanted, max(LEVELS) + 1):
+            found, people = _managers_at(session, ticket, LEVELS[candidate][0])
+            if node is None:
+                node = found
+            if people:
+                level, node, managers = candidate, found, people
+                break
+        ticket.escalation_level = max(level, ticket.escalation_level)
         if managers:
             ticket.assignee_id = managers[0].id
-        where = f"{node.name}({node.code})" if node else "上级"
-        who = ", ".join(m.username for m in managers) or "无负责人"
-        desk.record(session, ticket, action="escalate", to_state=ticket.state, actor=None, at=now, note=f"{why}，升级至{where} → {who}")
-        out.append(notice(ticket, "escalated", now, level=level, to=node.code if node else None, managers=[m.id for m in managers]))
+            where = f"{node.name}({node.code})" if node else "上级"
+            note = f"{why}，升级至{where} → {', '.join(m.username for m in managers)}"
+            event = "escalated"
+        else:
+            # nobody up the tree answers for this grid: the centre must dispatch it (visible in the
+            # stats as unattended, in the live feed and webhooks as an 'unattended' notice)
+            ticket.assignee_id = None
+            ticket.escalation_level = max(LEVELS)
+            note = f"{why}，上级无负责人：请指挥中心派遣"
+            event = "unattended"
+        desk.record(session, ticket, action="escalate", to_state=ticket.state, actor=None, at=now, note=note)
+        out.append(notice(ticket, event, now, level=ticket.escalation_level, to=node.code if node and managers else None, managers=[m.id for m in managers]))
     desk.queue_webhooks(session, out)
     return out
 

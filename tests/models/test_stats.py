@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 from models.db.engine import transaction
 from models.db.tables import GridNode, Ticket, TicketCategory, TicketState, User
 from models.errors import InvalidInput
-from models.tickets.states import HOLDS_LIVE_SLOT
+from models.tickets.states import HOLDS_LIVE_SLOT, LIVE
 from models.tickets.stats import Evaluation, GridRow, LeaderRow, evaluate, is_late, is_overdue
 
 S = TicketState
@@ -89,6 +89,8 @@ def reference(tickets: Sequence[Ticket], users: dict[int, User], *, now: datetim
         by_category=dict(Counter(str(t.category) for t in tickets)),
         grids=grids,
         leaders=ranked,
+        # live tickets nobody answers for
+        unattended=sum(1 for t in tickets if t.state in LIVE and t.assignee_id is None),
     )
 
 
@@ -142,7 +144,7 @@ def test_sql_aggregation_equals_the_python_computation(seeded: sessionmaker[Sess
     # the seed must exercise what is compared: several grids and leaders, late and on time, medians
     assert expected.total > 20 and [g.grid_code for g in expected.grids] == ["G1"] and len(expected.leaders) == 3
     full = python_reference(seeded, true(), since=SINCE, until=NOW)
-    assert full.total > 100 and len(full.grids) == 3 and len(full.leaders) == 3
+    assert full.total > 100 and len(full.grids) == 3 and len(full.leaders) == 3 and full.unattended > 0
     assert sum(g.overdue for g in full.grids) > 0 and sum(0 < r.on_time_rate < 1 for r in full.leaders) == 3
     assert sum(g.median_accept_s is not None and g.median_resolve_s is not None for g in full.grids) == 3
     assert len(full.by_state) == len(S) and len(full.by_category) == len(TicketCategory)
