@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from models.errors import ConfigError
-from models.settings import Environment, PartSettings, check_environment
+from models.settings import Environment, LocaleSettings, check_environment
 
 #: the development key that earlier versions signed with when none was configured: it is in the
 #: source, so it is refused everywhere (a token forged with it was accepted as admin)
@@ -56,7 +56,7 @@ def _period(value: str) -> int:
     return len(value)
 
 
-class ApiSettings(PartSettings):
+class ApiSettings(LocaleSettings):
     environment: Environment = Field(
         default="development",
         description="development | production | demo; only demo signs with a fixed (published) key",

@@ -137,3 +137,5 @@ class StatsOut(_Strict):
     grids: list[GridStats]
     leaders: list[LeaderStats]
     unattended: int = Field(description="Live tickets nobody answers for (no grid leader, no manager up the tree): the centre must dispatch them")
+    by_day: dict[str, int] = Field(default_factory=dict, description="Tickets opened per local calendar day (YYYY-MM-DD in 'timezone'), oldest first")
+    timezone: str = Field(default="Asia/Shanghai", description="The installation's time zone (GRIDPATROL_TIMEZONE) that days are counted in")

@@ -115,3 +115,33 @@ def test_camera_health_times_are_iso_8601_with_an_offset(seeded: sessionmaker[Se
     assert datetime.fromisoformat(body["state_since"]) == since
     assert body["state_since"].endswith(("Z", "+00:00"))
     assert datetime.fromisoformat(body["next_retry_at"]) == since.replace(second=4)
+
+
+def test_tickets_per_day_are_counted_in_local_days(seeded: sessionmaker[Session], desk: TicketDesk) -> None:
+    from sqlalchemy import select, true
+
+    from models.db.engine import transaction
+    from models.db.tables import Ticket
+    from models.tickets.stats import evaluate
+
+    opened_utc = [
+        datetime(2026, 11, 29, 17, 30, tzinfo=UTC),  # 2026-11-30 01:30 in Shanghai (still the 29th in UTC)
+        datetime(2026, 11, 30, 15, 0, tzinfo=UTC),  # 2026-11-30 23:00
+        datetime(2026, 11, 30, 16, 30, tzinfo=UTC),  # 2026-12-01 00:30
+    ]
+    with transaction(seeded) as s:
+        for i, at in enumerate(opened_utc):
+            s.add(Ticket(category="other", state="open", opened_at=at, description=f"t{i}"))
+    window = {"since": datetime(2026, 11, 1, tzinfo=UTC), "until": datetime(2026, 12, 2, tzinfo=UTC), "now": datetime(2026, 12, 2, tzinfo=UTC)}
+    with seeded() as s:
+        assert s.scalar(select(Ticket.id).limit(1)) is not None
+        local = evaluate(s, scope=true(), tz=SHANGHAI, **window)
+        utc = evaluate(s, scope=true(), tz=UTC, **window)
+    assert local.by_day == {"2026-11-30": 2, "2026-12-01": 1}
+    assert utc.by_day == {"2026-11-29": 1, "2026-11-30": 2}
+    app = create_app(ApiSettings(secret_key=TEST_SECRET), session_factory=seeded, desk=desk, bus=make_bus(None))
+    with TestClient(app) as c:
+        r = c.post("/api/auth/token", data={"username": "admin1", "password": sample.PASSWORD})
+        params = {"since": "2026-11-01T00:00:00+08:00", "until": "2026-12-02T00:00:00+08:00"}
+        body = c.get("/api/stats", params=params, headers={"Authorization": f"Bearer {r.json()['access_token']}"}).json()
+    assert (body["timezone"], body["by_day"]) == ("Asia/Shanghai", {"2026-11-30": 2, "2026-12-01": 1})

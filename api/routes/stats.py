@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import ScopeDep, SessionDep, x_access
+from api.deps import ScopeDep, SessionDep, StateDep, x_access
 from api.ticket_schemas import GridStats, LeaderStats, StatsOut
 from models.db.tables import utcnow
 from models.tickets.stats import evaluate
@@ -21,6 +21,7 @@ DEFAULT_WINDOW = timedelta(days=30)
 def stats(
     session: SessionDep,
     scope: ScopeDep,
+    state: StateDep,
     since: Annotated[
         datetime | None, Query(description="Opened at or after, with a time zone (default: 30 days before 'until')")
     ] = None,
@@ -31,7 +32,7 @@ def stats(
     now = utcnow()
     until = until or now
     since = since or until - DEFAULT_WINDOW
-    result = evaluate(session, scope=scope.ticket_filter(), since=since, until=until, now=now)
+    result = evaluate(session, scope=scope.ticket_filter(), since=since, until=until, now=now, tz=state.settings.tz)
     return StatsOut(
         since=since,
         until=until,
@@ -41,4 +42,6 @@ def stats(
         grids=[GridStats(**r.__dict__) for r in result.grids],
         leaders=[LeaderStats(**r.__dict__) for r in result.leaders],
         unattended=result.unattended,
+        by_day=result.by_day,
+        timezone=state.settings.timezone,
     )

@@ -10,11 +10,12 @@ computed in Python from a fetch of just the timestamps of the handled tickets in
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, case, extract, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -130,6 +131,8 @@ class Evaluation:
     leaders: list[LeaderRow]
     #: live tickets nobody answers for (no leader in the grid, no manager up the tree): the centre must act
     unattended: int = 0
+    #: tickets opened per local calendar day (``YYYY-MM-DD`` → count), oldest first
+    by_day: dict[str, int] = field(default_factory=dict)
 
 
 def _count(clause: ColumnElement[bool]) -> ColumnElement[int]:
@@ -180,8 +183,11 @@ def _medians(session: Session, *, key: InstrumentedAttribute[int], join: tuple[t
     return _medians_in_python(session.execute(fetch).all())
 
 
-def evaluate(session: Session, *, scope: ColumnElement[bool], since: datetime, until: datetime, now: datetime) -> Evaluation:
-    """Counts and rankings of the tickets opened in ``[since, until)`` that ``scope`` lets the caller see."""
+def evaluate(
+    session: Session, *, scope: ColumnElement[bool], since: datetime, until: datetime, now: datetime, tz: tzinfo = UTC
+) -> Evaluation:
+    """Counts and rankings of the tickets opened in ``[since, until)`` that ``scope`` lets the caller see;
+    ``by_day`` counts them per calendar day of ``tz`` (the installation's zone: a day is a local day)."""
     check_window(since=since, until=until)
     where = and_(scope, Ticket.opened_at >= since, Ticket.opened_at < until)
     by_state = {str(k): n for k, n in session.execute(select(Ticket.state, func.count()).where(where).group_by(Ticket.state))}
@@ -268,5 +274,17 @@ def evaluate(session: Session, *, scope: ColumnElement[bool], since: datetime, u
     )
     return Evaluation(
         total=sum(by_state.values()), by_state=by_state, by_category=by_category, grids=grids, leaders=leaders,
-        unattended=unattended or 0,
+        unattended=unattended or 0, by_day=_by_day(session, where, tz),
     )
+
+
+def _by_day(session: Session, where: ColumnElement[bool], tz: tzinfo) -> dict[str, int]:
+    """Tickets opened per calendar day of ``tz``: in SQL on PostgreSQL (``AT TIME ZONE``), from the
+    window's bounded column of opening times on SQLite (which has no time zones)."""
+    counts: Counter[str] = Counter()
+    if session.get_bind().dialect.name == "postgresql" and isinstance(tz, ZoneInfo):
+        day = func.to_char(func.timezone(tz.key, Ticket.opened_at), "YYYY-MM-DD")
+        counts.update({d: n for d, n in session.execute(select(day, func.count()).where(where).group_by(day))})
+    else:
+        counts.update(opened.astimezone(tz).date().isoformat() for opened in session.scalars(select(Ticket.opened_at).where(where)))
+    return dict(sorted(counts.items()))

@@ -91,6 +91,7 @@ def reference(tickets: Sequence[Ticket], users: dict[int, User], *, now: datetim
         leaders=ranked,
         # live tickets nobody answers for
         unattended=sum(1 for t in tickets if t.state in LIVE and t.assignee_id is None),
+        by_day=dict(sorted(Counter(t.opened_at.astimezone(UTC).date().isoformat() for t in tickets).items())),
     )
 
 
