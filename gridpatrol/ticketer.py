@@ -54,6 +54,8 @@ class TicketerStats:
     errors: int = 0
     #: events given up on (moved to the dead letters) by this ticketer
     dead_lettered: int = 0
+    #: overdue tickets for which nobody up the grid tree answers (left to the centre)
+    unattended: int = 0
     last_batch_at: float = field(default=0.0)
 
 
@@ -159,6 +161,13 @@ class Ticketer:
         now = self.clock()
         with transaction(self.factory) as session:
             notices = escalate_overdue(session, self.desk, now=now) + verify_by_video(session, self.desk, now=now)
+        unattended = [n for n in notices if n.event == "unattended"]
+        if unattended:
+            self.stats.unattended += len(unattended)
+            logger.warning(
+                "ticketer %s: %d overdue tickets have nobody responsible up their grid tree (tickets %s); the centre must dispatch them",
+                self.consumer, len(unattended), [n.ticket_id for n in unattended],
+            )
         self.publish(notices)
 
     def step(self) -> int:
@@ -218,6 +227,11 @@ class TicketerCollector(Collector):
         except BusError as err:  # a scrape must not fail because Redis is briefly away
             logger.warning("dead-letter count unavailable: %s", err)
         yield waiting
+        unattended = CounterMetricFamily(
+            "gridpatrol_tickets_unattended", "Overdue tickets with nobody responsible up their grid tree (left to the centre)"
+        )
+        unattended.add_metric([], self._ticketer.stats.unattended)
+        yield unattended
 
 
 def run_webhooks(

@@ -141,3 +141,23 @@ def test_a_camera_ticket_carries_the_cameras_place_and_name(seeded, desk: Ticket
         assert t is not None and (t.lon, t.lat) == (cam.lon, cam.lat) and cam.lon is not None
         assert "cam-g1-b" in t.description
         assert s.get(GridNode, t.grid_id).code == "G1"  # type: ignore[union-attr]
+
+
+def test_the_ticketer_counts_unattended_tickets_in_its_metrics(seeded, desk: TicketDesk, tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from gridpatrol.ticketer import Ticketer, TicketerCollector
+    from models.bus.memory import MemoryBus
+
+    with transaction(seeded) as s:
+        set_enabled(s, user=_user(s, "manager-d1"), enabled=False)
+    _open(seeded, desk, "cam-g3-a")
+    ticketer = Ticketer(
+        bus=MemoryBus(), session_factory=seeded, desk=desk, evidence=desk.evidence, consumer="t1", clock=lambda: T0 + timedelta(hours=1)
+    )
+    registry = CollectorRegistry()
+    TicketerCollector(ticketer).register(registry)
+    ticketer.sweep()
+    ticketer.sweep()  # said once per ticket, not per sweep
+    assert ticketer.stats.unattended == 1
+    assert "gridpatrol_tickets_unattended_total 1.0" in generate_latest(registry).decode()
