@@ -6,6 +6,7 @@ global. Embedded mode (no ``GRIDPATROL_REDIS_URL``) shares one in-process bus an
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -150,6 +151,56 @@ class Runtime:
             t.join(timeout=10)
         self.bus.close()
         self.engine.dispose()
+
+
+def bind_listeners(host: str, port: int) -> list[socket.socket]:
+    """Bind the API's port before anything else starts, on every address ``host`` resolves to (as asyncio
+    would), so that a busy port is one clear error rather than ``[Errno 98]`` among camera-reader logs;
+    uvicorn then serves on these very sockets (nobody can take the port in between)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    socks: list[socket.socket] = []
+    try:
+        for family, kind, proto, _name, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a TIME_WAIT port is free
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.set_inheritable(True)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def listen_error(host: str, port: int, err: OSError) -> str:
+    """One line for a port that cannot be listened on, naming it and the option that changes it."""
+    if err.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use: stop what listens there or choose another port with --port"
+    if err.errno == errno.EACCES:
+        return f"port {port} on {host}: permission denied (ports below 1024 need privileges): choose another with --port"
+    return f"cannot listen on {host} port {port}: {err.strerror or err} (--host and --port choose the address)"
+
+
+def serve_http(app: FastAPI, listeners: list[socket.socket], *, settings: Settings, access_log: bool) -> None:
+    """Serve ``app`` on the bound ``listeners`` until a signal. uvicorn's own access lines stay off; with
+    ``access_log`` each request is one JSON line on stdout (gridpatrol.access_log)."""
+    import uvicorn
+
+    served: Any = app
+    if access_log:
+        from gridpatrol.access_log import AccessLog, log_to_stdout
+
+        log_to_stdout()
+        served = AccessLog(app, tz=settings.worker.tz, trusted_proxies=settings.api.trusted_proxies)
+    # proxy_headers=False: forwarded headers are believed from GRIDPATROL_TRUSTED_PROXIES only (api/client_address.py)
+    config = uvicorn.Config(served, log_level="info", proxy_headers=False, access_log=False)
+    for sock in listeners:
+        host, port = sock.getsockname()[:2]
+        logger.info("serving on http://%s:%d", f"[{host}]" if ":" in host else host, port)
+    uvicorn.Server(config).run(sockets=listeners)
 
 
 def process_name(role: str) -> str:

@@ -1,0 +1,261 @@
+"""Issue 11: reading commands never create a database; ``status`` says which one is used; the listings
+an operator expects (cameras, grids, users, tickets) as JSON and as aligned tables. Through the real CLI,
+on SQLite and on PostgreSQL, after importing the sample tree, cameras and users through the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gridpatrol.cli_lists import display_width
+from models.db.engine import make_engine, make_session_factory, transaction
+from models.db.tables import Camera, GridNode, Ticket, User
+from tests.models.test_bus import REDIS_URL, redis_available
+from tests.support import sample
+from tests.support.procs import free_port, run_cli
+from tests.support.require import require
+
+READ_COMMANDS = [
+    ["zones", "get", "1"],
+    ["cameras", "list"],
+    ["grids", "list", "--tree"],
+    ["users", "list", "--json"],
+    ["tickets", "list"],
+]
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def base_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "GRIDPATROL_DATA_DIR": str(tmp_path / "var"),
+        "GRIDPATROL_SECRET_KEY": "e2e-secret-key-with-at-least-32-characters",
+        "GRIDPATROL_DATABASE_URL": "",
+        "GRIDPATROL_REDIS_URL": "",
+        "GRIDPATROL_TIMEZONE": "Asia/Shanghai",
+    }
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """The sample tree, cameras and users imported through the CLI into a clean database."""
+    e = {**base_env(tmp_path), "GRIDPATROL_DATABASE_URL": db_url.replace("postgresql+psycopg://", "postgresql://")}
+    grids, cams = sample.write_files(tmp_path)
+    ok(run_cli(["grids", "import", str(grids)], e))
+    ok(run_cli(["cameras", "import", str(cams)], e))
+    for username, (role, codes) in sample.USERS.items():
+        grid_args = [arg for code in codes for arg in ("--grid", code)]
+        ok(run_cli(["users", "add", username, "--role", role, "--password", sample.PASSWORD, *grid_args], e))
+    return e
+
+
+# --- a missing database ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", READ_COMMANDS, ids=lambda a: " ".join(a))
+def test_a_read_on_a_missing_sqlite_file_fails_in_one_line_and_creates_nothing(tmp_path: Path, args: list[str]) -> None:
+    env = base_env(tmp_path)
+    result = run_cli(args, env)
+    assert result.returncode != 0
+    path = (tmp_path / "var" / "gridpatrol.db").resolve()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: no database at {path}: ")
+    assert "GRIDPATROL_DATA_DIR" in lines[0] and "GRIDPATROL_DATABASE_URL" in lines[0]
+    assert result.stdout == ""
+    assert not (tmp_path / "var").exists()  # neither the file nor its directory
+
+
+def test_a_read_through_a_url_to_a_missing_file_creates_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.db"
+    env = {**base_env(tmp_path), "GRIDPATROL_DATABASE_URL": f"sqlite:///{target}"}
+    result = run_cli(["cameras", "list", "--json"], env)
+    assert result.returncode != 0
+    assert f"no database at {target}" in result.stderr
+    assert not target.exists()
+
+
+def test_status_of_a_missing_database_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    result = run_cli(["status", "--json"], env)
+    assert result.returncode == 1
+    doc = json.loads(result.stdout)
+    assert doc["database"]["exists"] is False
+    assert doc["database"]["path"] == str((tmp_path / "var" / "gridpatrol.db").resolve())
+    assert doc["database"]["head"]  # the code's revision is known without a database
+    assert doc["counts"] is None
+    assert len(doc["problems"]) == 1 and "no database at" in doc["problems"][0]
+    text = run_cli(["status"], env)
+    assert text.returncode == 1
+    assert "MISSING" in text.stdout and "problem: no database at" in text.stdout
+    assert not (tmp_path / "var").exists()
+
+
+# --- status -------------------------------------------------------------------------------------------------
+def test_status_names_the_database_and_counts_what_it_holds(env: dict[str, str], db_url: str) -> None:
+    env = {**env, "GRIDPATROL_TIMEZONE": "Asia/Urumqi", "GRIDPATROL_ENVIRONMENT": "development"}
+    doc = json.loads(ok(run_cli(["status", "--json"], env)))
+    db = doc["database"]
+    assert db["exists"] is True and db["up_to_date"] is True and db["revision"] == db["head"] and db["head"]
+    assert doc["counts"] == {"grid_nodes": 8, "cameras": 4, "users": len(sample.USERS), "live_tickets": 0}
+    assert doc["timezone"] == "Asia/Urumqi"
+    assert doc["environment"] == "development"
+    assert doc["bus"] == {"kind": "in-process", "url": None, "reachable": None, "error": None}
+    assert doc["problems"] == []
+    if db_url.startswith("sqlite"):
+        assert (db["backend"], db["path"]) == ("sqlite", db_url.removeprefix("sqlite:///"))
+    else:
+        assert db["backend"] == "postgresql" and db["path"] is None
+        assert "***@" in db["url"] and "postgres@" not in db["url"]
+    text = ok(run_cli(["status"], env))
+    assert "time zone    Asia/Urumqi" in text
+    assert f"schema       {db['head']} (up to date)" in text
+    assert "grid nodes 8 · cameras 4 · users 7 · live tickets 0" in text
+
+
+def test_status_redacts_the_redis_url_and_reports_it_unreachable(tmp_path: Path) -> None:
+    env = {**base_env(tmp_path), "GRIDPATROL_REDIS_URL": f"redis://gp:hunter2-secret@127.0.0.1:{free_port()}/0"}
+    result = run_cli(["status", "--json"], env)
+    assert result.returncode == 1
+    assert "hunter2-secret" not in result.stdout + result.stderr
+    bus = json.loads(result.stdout)["bus"]
+    assert bus["kind"] == "redis" and bus["reachable"] is False
+    assert bus["url"].startswith("redis://***@127.0.0.1:")
+
+
+def test_status_sees_a_reachable_redis(tmp_path: Path) -> None:
+    require(redis_available(), "Redis on 127.0.0.1:6379")
+    env = {**base_env(tmp_path), "GRIDPATROL_REDIS_URL": REDIS_URL}
+    bus = json.loads(run_cli(["status", "--json"], env).stdout)["bus"]
+    assert (bus["kind"], bus["reachable"]) == ("redis", True)
+
+
+# --- listings ------------------------------------------------------------------------------------------------
+def test_cameras_grids_and_users_lists(env: dict[str, str]) -> None:
+    cams = json.loads(ok(run_cli(["cameras", "list", "--json"], env)))["cameras"]
+    assert len(cams) == 4
+    assert [(c["name"], c["grid"], c["host"], c["enabled"]) for c in cams] == [
+        (name, grid, "127.0.0.1", True) for name, grid in sorted(sample.CAMERAS.items())
+    ]
+    out = ok(run_cli(["cameras", "list"], env))
+    assert sample.CAMERA_SECRET not in out and "admin:" not in out
+    s1 = json.loads(ok(run_cli(["cameras", "list", "--grid", "S1", "--json"], env)))["cameras"]
+    assert sorted(c["name"] for c in s1) == ["cam-g1-a", "cam-g1-b", "cam-g2-a"]  # the street's subtree
+    unknown = run_cli(["cameras", "list", "--grid", "NOPE"], env)
+    assert unknown.returncode != 0 and "no grid node with code 'NOPE'" in unknown.stderr
+
+    grids = json.loads(ok(run_cli(["grids", "list", "--json"], env)))["grids"]
+    assert len(grids) == 8
+    by_code = {g["code"]: g for g in grids}
+    assert (by_code["G1"]["name"], by_code["G1"]["kind"], by_code["G1"]["parent"]) == ("桥北第一网格", "grid", "C1")
+    assert {code: g["responsible"] for code, g in by_code.items()} == {
+        "D1": ["manager-d1"], "S1": ["manager-s1"], "S2": [], "C1": [], "C2": [],
+        "G1": ["leader-g1"], "G2": [], "G3": ["leader-g3"],  # a patroller is not G2's leader
+    }  # fmt: skip
+    assert by_code["D1"]["parent"] is None
+
+    users = json.loads(ok(run_cli(["users", "list", "--json"], env)))["users"]
+    assert len(users) == len(sample.USERS)
+    assert {u["username"]: (u["role"], u["grids"], u["enabled"]) for u in users} == {
+        name: (role, sorted(codes), True) for name, (role, codes) in sample.USERS.items()
+    }
+    managers = json.loads(ok(run_cli(["users", "list", "--role", "manager", "--json"], env)))["users"]
+    assert [u["username"] for u in managers] == ["manager-d1", "manager-s1"]
+    table = ok(run_cli(["users", "list", "--role", "grid_leader"], env))
+    assert "网格长 grid_leader" in table and "2 user(s)" in table
+    bad = run_cli(["users", "list", "--role", "king"], env)
+    assert bad.returncode != 0 and "unknown role 'king'" in bad.stderr
+
+
+def test_grids_tree_marks_nodes_nobody_answers_for(env: dict[str, str]) -> None:
+    lines = ok(run_cli(["grids", "list", "--tree"], env)).splitlines()
+    tree = "\n".join(lines)
+    by_code = {}
+    for line in lines[:-1]:
+        code = next(word for word in line.replace("├─", " ").replace("└─", " ").replace("│", " ").split())
+        by_code[code] = line
+    assert len(by_code) == 8, tree
+    for unanswered in ("S2", "G2", "C1", "C2"):
+        assert "⚠ 无负责人" in by_code[unanswered], tree
+    for answered in ("D1", "S1", "G1", "G3"):
+        assert "⚠" not in by_code[answered], tree
+    assert "网格长 leader-g1" in by_code["G1"] and "负责人 manager-s1" in by_code["S1"]
+    assert by_code["G2"].index("G2") > by_code["C1"].index("C1") > by_code["S1"].index("S1")  # indented by depth
+    # the marks stand in one column whatever the width of the Chinese names before them
+    columns = {display_width(line[: line.rindex("  ") + 2]) for line in lines[:-1]}
+    assert len(columns) == 1, tree
+    nested = json.loads(ok(run_cli(["grids", "list", "--tree", "--json"], env)))["grids"]
+    assert [n["code"] for n in nested] == ["D1"]
+    assert [s["code"] for s in nested[0]["children"]] == ["S1", "S2"]
+    assert nested[0]["children"][1]["responsible"] == []
+
+
+def seed_tickets(db_url: str) -> dict[str, int]:
+    """Three tickets written straight into the database (the listing is what is under test)."""
+    engine = make_engine(db_url)
+    now = datetime.now(UTC)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            grid = {n.code: n.id for n in session.scalars(select(GridNode))}
+            cam = {c.name: c.id for c in session.scalars(select(Camera))}
+            user = {u.username: u.id for u in session.scalars(select(User))}
+            rows = {
+                "late": Ticket(category="road_occupation", camera_id=cam["cam-g1-a"], grid_id=grid["G1"], state="open",
+                               opened_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), accept_by=now - timedelta(minutes=65),
+                               resolve_by=now + timedelta(hours=1)),
+                "dispatched": Ticket(category="fire_lane_blockage", camera_id=cam["cam-g3-a"], grid_id=grid["G3"],
+                                     state="dispatched", assignee_id=user["leader-g3"],
+                                     opened_at=datetime(2026, 1, 3, 16, 0, 0, tzinfo=UTC),
+                                     accept_by=now + timedelta(minutes=5), resolve_by=now + timedelta(hours=1)),
+                "closed": Ticket(category="crowding", camera_id=cam["cam-g1-b"], grid_id=grid["G1"], state="closed",
+                                 opened_at=datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC), accept_by=now - timedelta(days=1),
+                                 resolve_by=now - timedelta(days=1)),
+            }  # fmt: skip
+            session.add_all(rows.values())
+            session.flush()
+            return {k: t.id for k, t in rows.items()}
+    finally:
+        engine.dispose()
+
+
+def test_tickets_list(env: dict[str, str], db_url: str) -> None:
+    ids = seed_tickets(db_url)
+    doc = json.loads(ok(run_cli(["tickets", "list", "--json"], env)))
+    items = doc["tickets"]
+    assert [t["id"] for t in items] == [ids["dispatched"], ids["late"], ids["closed"]]  # newest first
+    late, dispatched, closed = (next(t for t in items if t["id"] == ids[k]) for k in ("late", "dispatched", "closed"))
+    assert (late["state"], late["state_zh"], late["category"], late["grid"], late["camera"]) == (
+        "open", "待派遣", "road_occupation", "G1", "cam-g1-a"
+    )
+    assert late["opened_at_local"] == "2026-01-02 11:04:05"  # Asia/Shanghai
+    assert late["overdue"] is True and late["overdue_s"] >= 65 * 60
+    assert (dispatched["state_zh"], dispatched["assignee"], dispatched["overdue"]) == ("待受理", "leader-g3", False)
+    assert dispatched["opened_at_local"] == "2026-01-04 00:00:00"
+    assert (closed["state_zh"], closed["overdue"]) == ("已结案", False)  # deadlines passed, but it is done
+    assert doc["timezone"] == "Asia/Shanghai"
+
+    only_open = json.loads(ok(run_cli(["tickets", "list", "--state", "open", "--json"], env)))["tickets"]
+    assert [t["id"] for t in only_open] == [ids["late"]]
+    street = json.loads(ok(run_cli(["tickets", "list", "--grid", "S2", "--json"], env)))["tickets"]
+    assert [t["id"] for t in street] == [ids["dispatched"]]
+    newest = json.loads(ok(run_cli(["tickets", "list", "--limit", "1", "--json"], env)))["tickets"]
+    assert [t["id"] for t in newest] == [ids["dispatched"]]
+    status = json.loads(ok(run_cli(["status", "--json"], env)))
+    assert status["counts"]["live_tickets"] == 2
+
+    text = ok(run_cli(["tickets", "list"], env))
+    assert "待派遣 open" in text and "超时 1小时" in text and "2026-01-02 11:04:05" in text and "3 ticket(s)" in text
+    bad = run_cli(["tickets", "list", "--state", "done"], env)
+    assert bad.returncode != 0 and "unknown state 'done'" in bad.stderr
+
+
+def test_zones_get_of_an_unknown_camera_names_the_database(env: dict[str, str], db_url: str) -> None:
+    result = run_cli(["zones", "get", "99"], env)
+    assert result.returncode != 0
+    assert "no camera named or numbered '99' in " in result.stderr
+    assert "cameras list" in result.stderr
