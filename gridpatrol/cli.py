@@ -15,9 +15,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridpatrol.cli_bus import register_bus_commands
-from gridpatrol.cli_common import fail, load_settings, open_db, read_json, read_text
+from gridpatrol.cli_common import (
+    database_label,
+    fail,
+    load_settings,
+    open_db,
+    open_db_for_reading,
+    read_json,
+    read_text,
+)
+from gridpatrol.cli_lists import register_list_commands
 from gridpatrol.cli_media import register_media_commands
 from gridpatrol.cli_secrets import camera_keyring, register_secrets_commands
+from gridpatrol.cli_status import register_status_command
 from gridpatrol.settings import Settings
 from models.bus.messages import CONFIG_CHANGES, ConfigChange
 from models.db.engine import transaction
@@ -131,20 +141,30 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     worker: Annotated[bool, typer.Option(help="Run a camera worker in this process")] = True,
     ticketer: Annotated[bool, typer.Option(help="Run the ticketer in this process")] = True,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request on stdout as one JSON object (off by default)")
+    ] = False,
 ) -> None:
     """Run GridPatrol in one process: API, ticketer and a camera worker (SQLite and an in-process bus
     by default; PostgreSQL/Redis when configured)."""
-    run_everything(load_settings(), host=host, port=port, with_worker=worker, with_ticketer=ticketer)
+    run_everything(
+        load_settings(), host=host, port=port, with_worker=worker, with_ticketer=ticketer, access_log=access_log
+    )
 
 
-def run_everything(settings: Settings, *, host: str, port: int, with_worker: bool, with_ticketer: bool) -> None:
-    import uvicorn
+def run_everything(
+    settings: Settings, *, host: str, port: int, with_worker: bool, with_ticketer: bool, access_log: bool = False
+) -> None:
     from prometheus_client import CollectorRegistry
 
-    from gridpatrol.runtime import Runtime
+    from gridpatrol.runtime import Runtime, bind_listeners, listen_error, serve_http
     from gridpatrol.signing_key import settings_with_signing_key
     from ingest.health import HealthCollector
 
+    try:  # the port first: a busy one ends here, before any camera is read (issue 11)
+        listeners = bind_listeners(host, port)
+    except OSError as err:
+        fail(listen_error(host, port, err))
     try:
         settings = settings_with_signing_key(settings)  # before anything starts: a missing key stops here
         runtime = Runtime.build(settings)
@@ -171,8 +191,10 @@ def run_everything(settings: Settings, *, host: str, port: int, with_worker: boo
             api = runtime.build_api(metrics=metrics)
         except GridPatrolError as err:
             fail(str(err))
-        uvicorn.run(api, host=host, port=port, log_level="info", proxy_headers=False)  # forwarded headers: GRIDPATROL_TRUSTED_PROXIES only
+        serve_http(api, listeners, settings=settings, access_log=access_log)
     finally:
+        for sock in listeners:
+            sock.close()
         if cam_worker is not None:
             cam_worker.stop()
         runtime.close()
@@ -252,36 +274,55 @@ def ticketer_cmd(
 def demo(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    accept_within: Annotated[
+        int, typer.Option(min=1, help="Seconds to accept a ticket before it escalates to the street manager")
+    ] = 120,
+    resolve_within: Annotated[
+        int, typer.Option(min=1, help="Seconds (from opening) to resolve a ticket before it escalates to the district")
+    ] = 240,
 ) -> None:
     """Run everything on a demo district with simulated cameras and users (data under <data dir>/demo)."""
-    from gridpatrol.demo import DEMO_PASSWORD, DEMO_USERS, prepare_demo
+    from gridpatrol.demo import demo_banner, demo_ticket_settings, prepare_demo
 
     # the only environment with a fixed (published) signing key and unsigned webhooks: the demo says so
     os.environ["GRIDPATROL_ENVIRONMENT"] = "demo"
     settings = load_settings()
     demo_dir = settings.storage.data_dir / "demo"
-    storage = settings.storage.model_copy(
-        update={"data_dir": demo_dir, "database_url": f"sqlite:///{(demo_dir / 'gridpatrol.db').resolve()}", "redis_url": None}
-    )
-    settings = dataclasses.replace(settings, storage=storage)
+    database_url = f"sqlite:///{(demo_dir / 'gridpatrol.db').resolve()}"
+    storage = settings.storage.model_copy(update={"data_dir": demo_dir, "database_url": database_url, "redis_url": None})
+    # short deadlines, and the verification time the clips are timed for (README: the demo)
+    tickets = demo_ticket_settings(settings.tickets, accept_within_s=accept_within, resolve_within_s=resolve_within)
+    settings = dataclasses.replace(settings, storage=storage, tickets=tickets)
     try:
+        ensure_private_dir(demo_dir)
         with transaction(open_db(settings)) as session:
             prepare_demo(session, demo_dir)
     except GridPatrolError as err:
         fail(str(err))
-    print(f"GridPatrol demo: http://{host}:{port}/  (API docs: /docs; data: {demo_dir})")
-    print(f"users (password '{DEMO_PASSWORD}'): " + ", ".join(f"{u.username} ({u.role.value})" for u in DEMO_USERS))
-    run_everything(settings, host=host, port=port, with_worker=True, with_ticketer=True)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    gridpatrol = Path(sys.executable).parent / "gridpatrol"
+    banner = demo_banner(
+        base_url=f"http://{f'[{local}]' if ':' in local else local}:{port}",
+        demo_dir=demo_dir,
+        database_url=database_url,
+        gridpatrol=str(gridpatrol) if gridpatrol.is_file() else "gridpatrol",
+        accept_within_s=accept_within,
+        resolve_within_s=resolve_within,
+    )
+    print(banner, flush=True)
+    # every request on stdout would bury the banner: the access log stays off (serve --access-log has it)
+    run_everything(settings, host=host, port=port, with_worker=True, with_ticketer=True, access_log=False)
 
 
 # --- zones ---------------------------------------------------------------------------------------------
-def find_camera(session: Session, ref: str) -> Camera:
-    """A camera by id or by name."""
+def find_camera(session: Session, ref: str, *, database: str | None = None) -> Camera:
+    """A camera by id or by name; the error names the database when given (a wrong one is the usual cause)."""
     cam = session.scalar(select(Camera).where(Camera.name == ref))
     if cam is None and ref.isdigit():
         cam = session.get(Camera, int(ref))
     if cam is None:
-        fail(f"no camera named or numbered {ref!r}")
+        where = f" in {database} (`gridpatrol cameras list` shows its cameras)" if database else ""
+        fail(f"no camera named or numbered {ref!r}{where}")
     return cam
 
 
@@ -308,8 +349,8 @@ def zones_set(
 def zones_get(camera: Annotated[str, typer.Argument(help="Camera name or id")]) -> None:
     """Print a camera's current zones as JSON (the format ``zones set`` reads)."""
     settings = load_settings()
-    with open_db(settings)() as session:
-        cam = find_camera(session, camera)
+    with open_db_for_reading(settings)() as session:
+        cam = find_camera(session, camera, database=database_label(settings))
         current = current_zones(session, cam.id)
     print(json.dumps(current.as_document().model_dump(mode="json"), ensure_ascii=False, indent=2))
 
@@ -330,6 +371,8 @@ def announce(settings: Settings, change: ConfigChange) -> None:
 
 
 register_media_commands(app, cameras_app)
+register_list_commands(app, cameras_app=cameras_app, grids_app=grids_app, users_app=users_app)
+register_status_command(app)
 register_secrets_commands(app)
 register_bus_commands(app)
 

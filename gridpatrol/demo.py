@@ -1,10 +1,14 @@
 """``gridpatrol demo``: a ready-to-look-at installation with a small district, cameras and users.
 
-Everything lives under ``<data dir>/demo`` so the demo never touches a real database.
+Everything lives under ``<data dir>/demo`` so the demo never touches a real database. The clips are
+timed against the demo's ticket settings (``DEMO_VERIFY_CLEAR_S``): one camera's cart stays away far
+longer than the verification time (its resolved ticket is verified), the market's stall comes back
+well within it (its resolved ticket is reopened). The README's walkthrough follows these cameras.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,15 +16,24 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gridpatrol.democlip import LeftObject, write_clip, zones_document
+from gridpatrol.democlip import Crowd, LeftObject, write_clip, zones_document
 from models.db.tables import Camera, Role, User
+from models.errors import GridPatrolError
 from models.grid.cameras import CameraSpec, register_cameras
 from models.grid.tree import import_grids
 from models.grid.zones import save_zones
 from models.identity.users import add_user
+from models.tickets.categories import DEFAULT_CATEGORIES, TicketSettings
 
 LON0, LAT0, CELL = 118.70, 32.10, 0.01
 DEMO_PASSWORD = "gridpatrol-demo"
+#: bumped whenever the demo's data or clips change: an older demo folder is refused with a hint
+DEMO_VERSION = "2"
+#: every clip loops after this many seconds
+DEMO_CLIP_S = 120.0
+#: seconds a resolved camera ticket's zone must stay clear to be verified; the clips are timed around it
+DEMO_VERIFY_CLEAR_S = 30
+DWELL_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -34,7 +47,9 @@ class DemoUser:
 DEMO_USERS = (
     DemoUser("admin", Role.admin, (), "系统管理员"),
     DemoUser("operator", Role.operator, (), "指挥中心值班员"),
+    DemoUser("district-jiangbei", Role.manager, ("D-JB",), "江北新区网格中心"),
     DemoUser("street-taishan", Role.manager, ("S-TS",), "泰山街道网格中心"),
+    DemoUser("street-dingshan", Role.manager, ("S-DS",), "顶山街道网格中心"),
     DemoUser("leader-qb1", Role.grid_leader, ("G-QB1",), "桥北第一网格网格长"),
     DemoUser("leader-qb2", Role.grid_leader, ("G-QB2",), "桥北第二网格网格长"),
     DemoUser("leader-np1", Role.grid_leader, ("G-NP1",), "南浦第一网格网格长"),
@@ -71,35 +86,69 @@ def demo_tree() -> dict[str, Any]:
     }
 
 
-#: name, position in grid cells from the district's corner, when a cart is left in the fire lane (s)
-DEMO_SPOTS = [
-    ("桥北路口-东", 0.3, 0.5, (12.0, 70.0)),
-    ("桥北农贸市场", 0.6, 1.2, None),
-    ("浦珠路消防通道", 1.4, 0.4, (25.0, 95.0)),
-    ("南浦广场", 2.8, 1.0, None),
-    ("南浦小区北门", 3.5, 1.6, (40.0, 100.0)),
-]
+@dataclass(frozen=True)
+class DemoSpot:
+    """A simulated camera: where it stands (grid cells from the district's corner) and what its clip shows."""
+
+    name: str
+    dx: float
+    dy: float
+    left: tuple[LeftObject, ...] = ()
+    crowd: Crowd | None = None
+    story: str = ""
+
+
+#: cart = in the fire lane, stall = on the road; times are seconds into the clip, which loops
+DEMO_SPOTS = (
+    DemoSpot("桥北路口-东", 0.3, 0.5, (LeftObject(8.0, 40.0),),
+             story="a cart in the fire lane for 32 s, then away for 88 s: resolved → verified"),
+    DemoSpot("桥北农贸市场", 0.6, 1.2, (LeftObject(5.0, 50.0, "stall"), LeftObject(60.0, 115.0, "stall")),
+             story="a stall on the road, packed up for 10 s twice a loop: resolved → reopened"),
+    DemoSpot("浦珠路消防通道", 1.4, 0.4, (LeftObject(10.0, 100.0),),
+             story="a cart in the fire lane: left alone it escalates to the street, then the district"),
+    DemoSpot("南浦广场", 2.8, 1.0, crowd=Crowd(10.0, 60.0, people=8), story="eight people gather on the square"),
+    DemoSpot("南浦小区北门", 3.5, 1.6, story="people only pass by: no ticket"),
+)
 
 
 def demo_cameras(clips_dir: Path) -> list[CameraSpec]:
     """Simulated cameras: generated street clips played in real time, in a loop, as camera streams."""
     specs = []
-    for i, (name, dx, dy, left) in enumerate(DEMO_SPOTS, start=1):
+    for i, spot in enumerate(DEMO_SPOTS, start=1):
         clip = clips_dir / f"cam{i}.mp4"
         if not clip.is_file():
-            write_clip(clip, seconds=120, left=LeftObject(*left) if left else None)
-        specs.append(CameraSpec(name=name, url=f"file://{clip.resolve()}", lon=LON0 + dx * CELL, lat=LAT0 + dy * CELL))
+            write_clip(clip, seconds=DEMO_CLIP_S, left=spot.left, crowd=spot.crowd)
+        specs.append(
+            CameraSpec(name=spot.name, url=f"file://{clip.resolve()}", lon=LON0 + spot.dx * CELL, lat=LAT0 + spot.dy * CELL)
+        )
     return specs
 
 
+def demo_ticket_settings(base: TicketSettings, *, accept_within_s: int, resolve_within_s: int) -> TicketSettings:
+    """``base`` with the demo's deadlines for every category and the verification time the clips are timed for."""
+    categories = {
+        name: policy.model_copy(update={"accept_within_s": accept_within_s, "resolve_within_s": resolve_within_s})
+        for name, policy in {**DEFAULT_CATEGORIES, **base.ticket_categories}.items()
+    }
+    return base.model_copy(update={"ticket_categories": categories, "ticket_verify_clear_s": DEMO_VERIFY_CLEAR_S})
+
+
 def prepare_demo(session: Session, demo_dir: Path) -> bool:
-    """Load the demo data once (cameras, zones, users); returns False when it was already there."""
+    """Load the demo data once (cameras, zones, users); returns False when it was already there.
+    A demo folder made by an older version (other clips, users) is refused: delete it to rebuild."""
+    marker = demo_dir / "demo-version"
     if session.scalar(select(User.id).where(User.username == "admin")) is not None:
+        found = marker.read_text().strip() if marker.is_file() else "1"
+        if found != DEMO_VERSION:
+            raise GridPatrolError(
+                f"{demo_dir} holds the data of an older demo (version {found}, this is {DEMO_VERSION}): "
+                f"delete that folder (rm -r {demo_dir}) and start the demo again"
+            )
         return False
     import_grids(session, demo_tree())
-    register_cameras(session, demo_cameras(demo_dir / "clips"))
-    for cam in session.scalars(select(Camera)):
-        save_zones(session, cam.id, zones_document(dwell_s=8), author=None, channel="cli")
+    register_cameras(session, demo_cameras(demo_dir / f"clips-v{DEMO_VERSION}"))
+    for cam, spot in zip(session.scalars(select(Camera).order_by(Camera.id)), DEMO_SPOTS, strict=True):
+        save_zones(session, cam.id, zones_document(dwell_s=DWELL_S, crowd=spot.crowd is not None), author=None, channel="cli")
     for u in DEMO_USERS:
         add_user(
             session,
@@ -109,4 +158,52 @@ def prepare_demo(session: Session, demo_dir: Path) -> bool:
             grid_codes=list(u.grids),
             display_name=u.display_name,
         )
+    marker.write_text(DEMO_VERSION + "\n")
     return True
+
+
+def second_shell_env(demo_dir: Path, database_url: str) -> list[str]:
+    """What a second shell sets to talk to this demo's database (CLI commands such as ``tickets list``)."""
+    return [
+        "export GRIDPATROL_ENVIRONMENT=demo",
+        f"export GRIDPATROL_DATA_DIR={shlex.quote(str(demo_dir.resolve()))}",
+        f"export GRIDPATROL_DATABASE_URL={shlex.quote(database_url)}",
+        "unset GRIDPATROL_REDIS_URL",
+    ]
+
+
+def demo_banner(
+    *, base_url: str, demo_dir: Path, database_url: str, gridpatrol: str, accept_within_s: int, resolve_within_s: int
+) -> str:
+    """What the demo prints before it starts: where to look, who to log in as, what happens, what to type."""
+    rule = "=" * 100
+    users = "\n".join(
+        f"    {u.username:<18} {u.role.value:<12} {u.display_name}" + (f" ({', '.join(u.grids)})" if u.grids else "")
+        for u in DEMO_USERS
+    )
+    cams = "\n".join(f"    cam{i} {s.name}: {s.story}" for i, s in enumerate(DEMO_SPOTS, start=1))
+    token = (
+        f"TOKEN=$(curl -s {base_url}/api/auth/token -d username=leader-qb1 -d password={DEMO_PASSWORD}"
+        " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+    )
+    env = "\n".join(f"    {line}" for line in second_shell_env(demo_dir, database_url))
+    return f"""{rule}
+GridPatrol demo · 江北新区 (2 streets, 3 grids, {len(DEMO_SPOTS)} simulated cameras; data in {demo_dir.resolve()})
+  Open {base_url}/docs (the API with its docs; Authorize with any user below) · health: {base_url}/healthz
+
+  !!! DEMO CREDENTIALS: every user's password is '{DEMO_PASSWORD}', published in the source, and logins
+  !!! are signed with the demo's published key, which every environment but GRIDPATROL_ENVIRONMENT=demo
+  !!! refuses. Never expose this port to a network.
+{users}
+
+  What the cameras show (clips loop every {DEMO_CLIP_S:.0f} s; tickets within a minute):
+{cams}
+  Deadlines: accept within {accept_within_s} s (then the street manager), resolve within {resolve_within_s} s
+  (then the district manager); a resolved ticket is verified after {DEMO_VERIFY_CLEAR_S} s clear, reopened if it comes back.
+
+  Next, in a second shell (same database):
+{env}
+    {token}
+    curl -s -H "Authorization: Bearer $TOKEN" {base_url}/api/tickets | python3 -m json.tool
+    {gridpatrol} tickets list
+{rule}"""

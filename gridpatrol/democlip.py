@@ -1,5 +1,6 @@
 """Synthetic street clips for the demo and the end-to-end tests: a fixed camera over a road with a
-fire lane, pedestrians walking through, and (optionally) a cart left in the fire lane for a while.
+fire lane and a square, pedestrians walking through, and (optionally) a cart left in the fire lane, a
+market stall set up on the road or a group of people gathering on the square for a while.
 
 Drawn with OpenCV and encoded with PyAV (H.264, fixed GOP, no B-frames, so an RTSP server can stream
 it as a camera would); no footage or weights are needed.
@@ -8,10 +9,11 @@ it as a camera would); no footage or weights are needed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 import cv2
@@ -21,23 +23,44 @@ import numpy as np
 FIRE_LANE = [[0.55, 0.55], [0.95, 0.55], [0.95, 0.95], [0.55, 0.95]]
 #: the road, normalised
 ROAD = [[0.05, 0.30], [0.50, 0.30], [0.50, 0.60], [0.05, 0.60]]
+#: the square (a crowd area), normalised: the lower left part of the picture, below the road
+SQUARE = [[0.04, 0.66], [0.50, 0.66], [0.50, 0.98], [0.04, 0.98]]
+#: frame fraction one drawn person covers (body and head, 640x360), for the classic crowd count
+PERSON_AREA = 0.0034
 
 
 @dataclass(frozen=True)
 class LeftObject:
-    """A cart (or stall) standing in the fire lane from ``t0`` to ``t1`` seconds of the clip."""
+    """Something left from ``t0`` to ``t1`` seconds of the clip: a cart in the fire lane, or a market
+    stall (umbrella and table) on the road."""
 
     t0: float
     t1: float
+    kind: Literal["cart", "stall"] = "cart"
 
 
-def zones_document(*, dwell_s: float = 5.0) -> dict[str, Any]:
-    return {
-        "zones": [
-            {"name": "消防通道", "kind": "fire_lane", "polygon": FIRE_LANE, "dwell_s": dwell_s, "coverage": 0.05, "clear_s": 3},
-            {"name": "道路", "kind": "road", "polygon": ROAD, "dwell_s": max(dwell_s, 10.0), "clear_s": 3},
-        ]
-    }
+@dataclass(frozen=True)
+class Crowd:
+    """``people`` walk up one by one from ``t0``, stand together on the square, and leave before ``t1``."""
+
+    t0: float
+    t1: float
+    people: int = 8
+    step_s: float = 0.5
+
+
+def zones_document(*, dwell_s: float = 5.0, crowd: bool = False, min_people: int = 5) -> dict[str, Any]:
+    """The zones the clips are drawn for: fire lane and road (and the square, a crowd area, when asked)."""
+    zones: list[dict[str, Any]] = [
+        {"name": "消防通道", "kind": "fire_lane", "polygon": FIRE_LANE, "dwell_s": dwell_s, "coverage": 0.05, "clear_s": 3},
+        {"name": "道路", "kind": "road", "polygon": ROAD, "dwell_s": max(dwell_s, 10.0), "clear_s": 3},
+    ]
+    if crowd:
+        zones.append(
+            {"name": "广场", "kind": "crowd_area", "polygon": SQUARE, "dwell_s": dwell_s, "clear_s": 4,
+             "min_people": min_people, "person_area": PERSON_AREA}
+        )
+    return {"zones": zones}
 
 
 def _background(w: int, h: int) -> np.ndarray:
@@ -57,6 +80,11 @@ def _background(w: int, h: int) -> np.ndarray:
     return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
+def _draw_person(img: np.ndarray, x: int, y: int, bob: int, colour: tuple[int, int, int]) -> None:
+    cv2.ellipse(img, (x, y - 28 + bob), (7, 8), 0, 0, 360, (60, 80, 110), -1)
+    cv2.rectangle(img, (x - 8, y - 20 + bob), (x + 8, y + 10 + bob), colour, -1)
+
+
 def _draw_people(img: np.ndarray, t: float) -> None:
     h, w = img.shape[:2]
     for i in range(3):
@@ -64,8 +92,35 @@ def _draw_people(img: np.ndarray, t: float) -> None:
         x = int(((t * speed + i * 0.33) % 1.0) * w)
         y = int((0.66 + 0.08 * i) * h) if i != 1 else int(0.35 * h)
         bob = int(3 * math.sin(t * 6 + i))
-        cv2.ellipse(img, (x, y - 28 + bob), (7, 8), 0, 0, 360, (60, 80, 110), -1)
-        cv2.rectangle(img, (x - 8, y - 20 + bob), (x + 8, y + 10 + bob), (40 + 50 * i, 90, 160 - 40 * i), -1)
+        _draw_person(img, x, y, bob, (40 + 50 * i, 90, 160 - 40 * i))
+
+
+def _draw_crowd(img: np.ndarray, crowd: Crowd, t: float) -> None:
+    """People standing close together on the square, in two rows; the first to come is the last to go."""
+    h, w = img.shape[:2]
+    for j in range(crowd.people):
+        if not (crowd.t0 + j * crowd.step_s <= t < crowd.t1 - j * crowd.step_s):
+            continue
+        col, row = j % 5, j // 5
+        x = int((0.10 + 0.075 * col + 0.03 * row) * w)
+        y = int((0.80 + 0.11 * row) * h)
+        bob = int(2 * math.sin(t * 2.5 + 1.7 * j))  # people standing fidget a little
+        _draw_person(img, x, y, bob, (50 + 23 * j % 150, 60 + 31 * j % 140, 170 - 17 * j % 120))
+
+
+def _draw_stall(img: np.ndarray) -> None:
+    """A market stall on the road: a striped umbrella over a table with goods."""
+    h, w = img.shape[:2]
+    cx, top = int(0.26 * w), int(0.33 * h)
+    rx, ry = int(0.085 * w), int(0.07 * h)
+    cv2.ellipse(img, (cx, top + ry), (rx, ry), 0, 180, 360, (40, 40, 220), -1)
+    for a in range(180, 360, 30):
+        cv2.ellipse(img, (cx, top + ry), (rx, ry), 0, a, a + 15, (240, 240, 240), -1)
+    cv2.line(img, (cx, top + ry), (cx, int(0.50 * h)), (60, 60, 60), 3)
+    x0, y0, x1, y1 = cx - int(0.07 * w), int(0.47 * h), cx + int(0.07 * w), int(0.56 * h)
+    cv2.rectangle(img, (x0, y0), (x1, y1), (30, 70, 120), -1)
+    for i, colour in enumerate([(0, 200, 255), (0, 160, 0), (200, 80, 0), (0, 0, 180)]):
+        cv2.circle(img, (x0 + 12 + i * (x1 - x0 - 24) // 3, y0 - 5), 7, colour, -1)
 
 
 def _draw_cart(img: np.ndarray) -> None:
@@ -80,11 +135,27 @@ def _draw_cart(img: np.ndarray) -> None:
     cv2.circle(img, (x1 - 15, y1 + 8), 9, (15, 15, 15), -1)
 
 
-def frame_at(t: float, *, size: tuple[int, int], left: LeftObject | None, background: np.ndarray | None = None) -> np.ndarray:
+def _as_list(left: LeftObject | Sequence[LeftObject] | None) -> list[LeftObject]:
+    if left is None:
+        return []
+    return [left] if isinstance(left, LeftObject) else list(left)
+
+
+def frame_at(
+    t: float,
+    *,
+    size: tuple[int, int],
+    left: LeftObject | Sequence[LeftObject] | None,
+    crowd: Crowd | None = None,
+    background: np.ndarray | None = None,
+) -> np.ndarray:
     w, h = size
     img = (background if background is not None else _background(w, h)).copy()
-    if left is not None and left.t0 <= t < left.t1:
-        _draw_cart(img)
+    for thing in _as_list(left):
+        if thing.t0 <= t < thing.t1:
+            (_draw_cart if thing.kind == "cart" else _draw_stall)(img)
+    if crowd is not None:
+        _draw_crowd(img, crowd, t)
     _draw_people(img, t)
     return img
 
@@ -95,10 +166,12 @@ def write_clip(
     seconds: float = 60.0,
     fps: int = 10,
     size: tuple[int, int] = (640, 360),
-    left: LeftObject | None = LeftObject(15.0, 45.0),
+    left: LeftObject | Sequence[LeftObject] | None = LeftObject(15.0, 45.0),
+    crowd: Crowd | None = None,
     gop: int | None = None,
 ) -> Path:
-    """Write an H.264 MP4 (fixed GOP = 1 s by default, no B-frames); returns ``path``."""
+    """Write an H.264 MP4 (fixed GOP = 1 s by default, no B-frames); returns ``path``. ``left`` are the
+    things left in the scene (each for its own time), ``crowd`` a group gathering on the square."""
     path.parent.mkdir(parents=True, exist_ok=True)
     background = _background(*size)
     with av.open(str(path), mode="w") as container:
@@ -109,7 +182,7 @@ def write_clip(
         stream.options = {"preset": "veryfast", "g": str(g), "keyint_min": str(g), "sc_threshold": "0", "bf": "0"}
         stream.codec_context.time_base = Fraction(1, fps)
         for i in range(int(seconds * fps)):
-            img = frame_at(i / fps, size=size, left=left, background=background)
+            img = frame_at(i / fps, size=size, left=left, crowd=crowd, background=background)
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
             frame.pts = i
             for packet in stream.encode(frame):

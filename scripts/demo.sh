@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the GridPatrol demo on http://127.0.0.1:8000 (extra arguments go to `gridpatrol demo`).
+# Set up (scripts/setup.sh) and run the GridPatrol demo on http://127.0.0.1:8000 (extra arguments go to
+# `gridpatrol demo`: --port, --host, --accept-within, --resolve-within). README: "The demo, step by step".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
