@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.deps import AppState, SessionDep, check_object_ids, x_access
+from api.docs import install_docs
 from api.errors import install_error_handlers, internal_error
 from api.forms import refuse_nul_in_form
 from api.limits import (
@@ -51,14 +52,7 @@ SECURITY_HEADERS = {
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
     ),
 }
-#: Swagger UI and ReDoc load from a CDN and use inline scripts: a wider policy on those pages only
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+# /docs and /redoc set their own policy (api/docs.py): assets from this origin, their inline script by hash
 #: every error answer has the same body (api/errors.py): documented once, for every route
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
@@ -112,9 +106,10 @@ def create_app(
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
         dependencies=[Depends(check_object_ids), Depends(refuse_nul_in_form)],
-        # GRIDPATROL_API_DOCS; off in production unless asked for (the schema maps every route)
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url="/redoc" if settings.docs_enabled else None,
+        # GRIDPATROL_API_DOCS; off in production unless asked for (the schema maps every route).
+        # /docs and /redoc are api/docs.py's: the same pages with their scripts served from here, no CDN
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.gridpatrol = AppState(
@@ -147,8 +142,6 @@ def create_app(
         except Exception:  # an unhandled error: JSON and these headers too (outer handlers skip this middleware)
             logger.exception("unhandled error on %s %s", request.method, request.url.path)
             response = internal_error()
-        if request.url.path in DOCS_PATHS:
-            response.headers.setdefault("Content-Security-Policy", DOCS_CSP)
         if request.url.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
         for k, v in SECURITY_HEADERS.items():
@@ -168,6 +161,9 @@ def create_app(
 
     if metrics is not None and settings.metrics_served:  # GRIDPATROL_METRICS_TOKEN, see api/routes/metrics.py
         app.include_router(metrics_router(metrics, token=settings.metrics_token))
+
+    if settings.docs_enabled:
+        install_docs(app, openapi_url="/openapi.json")
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], openapi_extra=x_access("public"))
     def healthz(session: SessionDep) -> HealthOut:

@@ -1,5 +1,10 @@
 """Domain errors become JSON HTTP answers here, and only here; every refusal (403, 429) is audited here.
 
+Every error body has one shape (:func:`error_body`, documented by ``api.schemas.ErrorOut``):
+``{"error": code, "detail": one readable sentence, "field": the first bad field or null}``, plus
+``"errors": [{"loc", "field", "msg", "type"}, ...]`` on a request-validation 422. A validation
+``detail`` reads like a domain one: ``field 'since': Input should be a valid datetime``.
+
 A refusal is written to the access log as a ``deny`` with the caller (when known), the route and the
 reason, in its own session and committed at once (the request's own session is rolled back with the
 error). Places that already wrote a more specific record (role checks, object lookups in api/deps.py)
@@ -8,7 +13,10 @@ mark the request with :func:`mark_refusal_audited` so that it is not written twi
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -43,8 +51,72 @@ _STATUS: list[tuple[type[GridPatrolError], int, str]] = [
 ]
 
 
-def _json(status: int, error: str, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": jsonable_encoder(detail)}, status_code=status, headers=headers)
+#: the part of a validation loc that says where the value was, not which value
+_LOC_SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
+#: pydantic's prefixes on messages raised by validators (the message after it is ours)
+_MSG_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def error_body(
+    error: str, detail: object, *, field: str | None = None, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The one error shape; ``detail`` always ends up a string."""
+    body: dict[str, Any] = {"error": error, "detail": detail if isinstance(detail, str) else _as_text(detail), "field": field}
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+def _as_text(detail: object) -> str:
+    if detail is None:
+        return ""
+    if isinstance(detail, dict | list):  # an HTTPException raised with a structured detail
+        return json.dumps(jsonable_encoder(detail), ensure_ascii=False)
+    return str(detail)
+
+
+def _json(
+    status: int,
+    error: str,
+    detail: object,
+    headers: dict[str, str] | None = None,
+    *,
+    field: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(error, detail, field=field, errors=errors), status_code=status, headers=headers)
+
+
+def field_of(loc: Sequence[str | int]) -> str | None:
+    """``("body", "zones", 0, "polygon")`` → ``"zones[0].polygon"``; ``None`` when the loc names no field."""
+    parts = list(loc[1:] if loc and loc[0] in _LOC_SOURCES else loc)
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or None
+
+
+def validation_errors(raw: Sequence[Any]) -> tuple[str, str | None, list[dict[str, Any]]]:
+    """pydantic's errors → (one sentence naming the first bad field, that field, the list for ``errors``)."""
+    errors: list[dict[str, Any]] = []
+    for e in raw:
+        loc = list(e.get("loc", ()))
+        msg = str(e.get("msg", ""))
+        for prefix in _MSG_PREFIXES:
+            msg = msg.removeprefix(prefix)
+        kind = str(e.get("type", ""))
+        field = None if kind == "json_invalid" else field_of(loc)  # a JSON syntax error's loc is a position
+        if kind == "json_invalid":
+            reason = (e.get("ctx") or {}).get("error")
+            msg = f"the body is not valid JSON ({reason})" if reason else "the body is not valid JSON"
+        errors.append({"loc": loc, "field": field, "msg": msg, "type": kind})
+    if not errors:
+        return "invalid input", None, errors
+    first = errors[0]
+    detail = f"field '{first['field']}': {first['msg']}" if first["field"] else first["msg"]
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more: see errors)"
+    return detail, first["field"], errors
 
 
 def internal_error() -> JSONResponse:
@@ -112,7 +184,7 @@ def install_error_handlers(app: FastAPI) -> None:
         for cls, status, code in _STATUS:
             if isinstance(exc, cls):
                 headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-                return _json(status, code, str(exc), headers)
+                return _json(status, code, str(exc), headers, field=getattr(exc, "field", None))
         logger.error("unhandled domain error %s: %s", type(exc).__name__, exc)
         return _json(500, "internal", "internal error")
 
@@ -125,7 +197,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
-        ]
-        return _json(422, "invalid", errors)
+        detail, field, errors = validation_errors(exc.errors())
+        return _json(422, "invalid", detail, field=field, errors=errors)

@@ -31,7 +31,7 @@ class _BodyOverLimit(Exception):
 
 def _too_large(limit: int, what: str) -> bytes:
     return json.dumps(
-        {"error": "payload_too_large", "detail": f"{what} is larger than the limit of {limit} bytes"}
+        {"error": "payload_too_large", "detail": f"{what} is larger than the limit of {limit} bytes", "field": None}
     ).encode()
 
 
@@ -56,7 +56,7 @@ class BodySizeLimit:
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.strip().isdigit():
-                await _answer(send, 400, b'{"error":"bad_request","detail":"Content-Length is not a number"}')
+                await _answer(send, 400, b'{"error":"bad_request","detail":"Content-Length is not a number","field":null}')
                 return
             if int(declared) > limit:
                 await _answer(send, 413, _too_large(limit, what))
@@ -123,11 +123,11 @@ async def read_upload(upload: UploadFile, *, max_bytes: int) -> bytes:
 def install_limit_handler(app: FastAPI) -> None:
     @app.exception_handler(PayloadTooLarge)
     async def _too_large_handler(_request: Request, exc: PayloadTooLarge) -> JSONResponse:
-        return JSONResponse({"error": "payload_too_large", "detail": str(exc)}, status_code=413)
+        return JSONResponse({"error": "payload_too_large", "detail": str(exc), "field": None}, status_code=413)
 
 
 _NUL_PATTERNS = (b"\x00", b"%00", b"\\u0000")
-_NUL_ANSWER = b'{"error":"invalid","detail":"NUL characters are not accepted in a request"}'
+_NUL_ANSWER = b'{"error":"invalid","detail":"NUL characters are not accepted in a request","field":null}'
 
 
 class RefuseNul:

@@ -59,9 +59,26 @@ class CameraPage(Strict):
     offset: int
 
 
+class FieldErrorOut(Strict):
+    """One bad value of a request that failed validation."""
+
+    loc: list[str | int] = Field(description="Where the value was: source (body, query, path...) then the path to it")
+    field: str | None = Field(description="The field as ``detail`` names it (``zones[0].polygon``); null for bad JSON")
+    msg: str = Field(description="What is wrong with it")
+    type: str = Field(description="pydantic's error type, e.g. ``int_parsing``")
+
+
 class ErrorOut(Strict):
-    error: str = Field(description="Machine-readable error class")
-    detail: Any = Field(description="A human-readable reason (or a list of field errors for 422)")
+    """Every error answer (4xx and 5xx) has this shape, whatever refused the request."""
+
+    error: str = Field(description="Machine-readable error class: unauthorized, forbidden, not_found, conflict, invalid, ...")
+    detail: str = Field(
+        description="One human-readable sentence; for a bad field it starts with it: \"field 'since': ...\""
+    )
+    field: str | None = Field(description="The first bad field, or null when the error is not about one field")
+    errors: list[FieldErrorOut] = Field(
+        default_factory=list, description="Every bad value, on request-validation 422s only (absent otherwise)"
+    )
 
 
 class HealthOut(Strict):

@@ -15,7 +15,7 @@ def install_throttle_handler(app: FastAPI) -> None:
     async def _throttled(request: Request, exc: Throttled) -> JSONResponse:
         await audit_refusal(request, reason=str(exc), status=429, username=exc.username)
         return JSONResponse(
-            {"error": "too_many_requests", "detail": str(exc)},
+            {"error": "too_many_requests", "detail": str(exc), "field": None},
             status_code=429,
             headers={"Retry-After": str(exc.retry_after_s)},
         )

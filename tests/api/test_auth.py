@@ -64,7 +64,7 @@ def test_login_throttle_per_user_and_per_address(seeded: sessionmaker[Session]) 
         # the right password is not even checked now
         r = client.post("/api/auth/token", data={"username": "leader-g1", "password": sample.PASSWORD})
         assert r.status_code == 429
-        assert r.json() == {"error": "too_many_requests", "detail": "too many failed logins for this user: try again in 600 s"}
+        assert r.json() == {"error": "too_many_requests", "detail": "too many failed logins for this user: try again in 600 s", "field": None}
         assert r.headers["Retry-After"] == "600"
         # another user from the same address still gets in, until the address has failed 5 times
         login(client, "leader-g3")

@@ -46,7 +46,7 @@ def test_other_grids_camera_is_404_like_a_missing_one(client: TestClient, auth_h
     foreign = client.get(f"/api/cameras/{ids['cam-g3-a']}", headers=h)
     missing = client.get("/api/cameras/999999", headers=h)
     assert foreign.status_code == missing.status_code == 404
-    assert foreign.json() == missing.json() == {"error": "not_found", "detail": "camera not found"}
+    assert foreign.json() == missing.json() == {"error": "not_found", "detail": "camera not found", "field": None}
     with seeded() as s:
         # logins are logged too (action login): this test is about the camera looks
         log = s.scalars(select(AccessLog).where(AccessLog.action.in_(["view", "deny"])).order_by(AccessLog.id)).all()
@@ -93,7 +93,8 @@ def test_bad_query_parameters_are_422_with_the_field(client: TestClient, auth_he
     assert r.status_code == 422
     body = r.json()
     assert body["error"] == "invalid"
-    assert any(err["loc"][-1] == field for err in body["detail"])
+    assert any(err["loc"][-1] == field for err in body["errors"])
+    assert body["field"] == field and body["detail"].startswith(f"field '{field}': ")
 
 
 def test_me_and_grid_tree(client: TestClient, auth_headers: Headers) -> None:

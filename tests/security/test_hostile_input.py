@@ -34,7 +34,7 @@ def small_client() -> Iterator[TestClient]:
 def test_a_declared_oversized_body_is_413_before_anything_reads_it(small_client: TestClient) -> None:
     r = small_client.post("/api/auth/refresh", content=b"{" + b" " * 2000 + b"}", headers={"Content-Type": "application/json"})
     assert r.status_code == 413
-    assert r.json() == {"error": "payload_too_large", "detail": "the request body is larger than the limit of 1000 bytes"}
+    assert r.json() == {"error": "payload_too_large", "detail": "the request body is larger than the limit of 1000 bytes", "field": None}
     assert r.headers["X-Content-Type-Options"] == "nosniff"
 
 
@@ -115,7 +115,8 @@ def test_security_headers_and_content_security_policy(client: TestClient, seeded
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert client.get("/api/me").headers["Cache-Control"] == "no-store"
     docs = client.get("/docs")
-    assert docs.status_code == 200 and "https://cdn.jsdelivr.net" in docs.headers["Content-Security-Policy"]
+    docs_csp = docs.headers["Content-Security-Policy"]  # the docs' own assets (api/docs.py), no CDN
+    assert docs.status_code == 200 and "http" not in docs_csp and "script-src 'self' 'sha256-" in docs_csp
     # CORS is closed by default: no allow-origin header for a foreign origin
     pre = client.options("/api/me", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
     assert "access-control-allow-origin" not in pre.headers
@@ -139,4 +140,4 @@ def test_nul_characters_are_refused_before_any_route(small_client: TestClient, u
         ctype = "application/json" if body.startswith(b"{") else "application/x-www-form-urlencoded"
         r = small_client.post(url, content=body, headers={"Content-Type": ctype})
     assert r.status_code == 422
-    assert r.json() == {"error": "invalid", "detail": "NUL characters are not accepted in a request"}
+    assert r.json() == {"error": "invalid", "detail": "NUL characters are not accepted in a request", "field": None}

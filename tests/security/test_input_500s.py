@@ -32,7 +32,8 @@ TICKET_QUERY_CASES = [
 def test_bad_ticket_filters_are_422_naming_the_parameter(client: TestClient, auth_headers: Headers, query: str, field: str) -> None:
     r = client.get(f"/api/tickets?{query}", headers=auth_headers("operator1"))
     assert r.status_code == 422, r.text
-    assert [e["loc"] for e in r.json()["detail"]] == [["query", field]]
+    assert [e["loc"] for e in r.json()["errors"]] == [["query", field]]
+    assert r.json()["field"] == field and r.json()["detail"].startswith(f"field '{field}': ")
 
 
 def test_zoned_ticket_filters_still_work(client: TestClient, auth_headers: Headers) -> None:
@@ -82,7 +83,7 @@ def test_an_unhandled_error_is_json_with_the_security_headers(client: TestClient
     finally:
         client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
     assert r.status_code == 500
-    assert r.json() == {"error": "internal", "detail": "internal error"}
+    assert r.json() == {"error": "internal", "detail": "internal error", "field": None}
     assert "a bug" not in r.text
     for name, value in SECURITY_HEADERS.items():
         assert r.headers.get(name) == value, name
