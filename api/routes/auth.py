@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.deps import CredentialDep, CurrentUser, SessionDep, StateDep, remote_addr, x_access
+from api.deps import BusDep, CredentialDep, CurrentUser, SessionDep, StateDep, remote_addr, x_access
 from api.schemas import ErrorOut, GridRef, MeOut, PasswordChangeIn, RefreshIn, SessionTokensOut
 from api.tokens import REFRESH_TOKEN_TTL_S, issue_access_token
 from models.db.tables import User
 from models.errors import AccessDenied, AuthError, InvalidInput
+from models.identity.access_changes import publish_access_change
 from models.identity.audit import record_event
 from models.identity.tokens import issue_refresh_token, revoke_refresh_token, rotate_refresh_token
 from models.identity.users import authenticate, change_password
@@ -106,6 +107,7 @@ def set_password(
     state: StateDep,
     user: CurrentUser,
     credential: CredentialDep,
+    bus: BusDep,
 ) -> SessionTokensOut:
     """Change the caller's password. Every token issued before dies (other devices log in again);
     the answer carries a fresh session for this one."""
@@ -132,4 +134,5 @@ def set_password(
         detail={"field": "password"},
     )
     session.commit()
+    publish_access_change(bus, user_ids=[user.id], reason="password")  # open streams end now, not at their next check
     return _session_tokens(session, state, user, refresh_token)

@@ -5,10 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
-from api.deps import AdminUser, CredentialDep, CurrentUser, ObjectId, SessionDep, remote_addr, x_access
+from api.deps import (
+    AdminUser,
+    BusDep,
+    CredentialDep,
+    CurrentUser,
+    ObjectId,
+    SessionDep,
+    remote_addr,
+    x_access,
+)
 from api.schemas import ApiTokenCreatedOut, ApiTokenIn, ApiTokenOut, ErrorOut
+from models.bus.protocol import Bus
 from models.db.tables import ApiToken, User
 from models.errors import AccessDenied, NotFound
+from models.identity.access_changes import publish_access_change
 from models.identity.audit import record_change
 from models.identity.tokens import create_api_token, revoke_api_token
 
@@ -70,11 +81,11 @@ def create_my_token(
 
 
 @router.delete("/tokens/{token_id}", status_code=204, openapi_extra=x_access("authenticated"), responses=_ERRORS)
-def revoke_my_token(token_id: ObjectId, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+def revoke_my_token(token_id: ObjectId, request: Request, session: SessionDep, user: CurrentUser, bus: BusDep) -> Response:
     row = session.get(ApiToken, token_id)
     if row is None or row.user_id != user.id:
         raise NotFound("token not found")
-    _revoke(session, row, actor=user, addr=remote_addr(request))
+    _revoke(session, row, actor=user, addr=remote_addr(request), bus=bus)
     return Response(status_code=204)
 
 
@@ -94,15 +105,15 @@ def list_all_tokens(
 
 
 @router.delete("/admin/tokens/{token_id}", status_code=204, openapi_extra=x_access("admin"), responses=_ERRORS)
-def revoke_any_token(token_id: ObjectId, request: Request, session: SessionDep, admin: AdminUser) -> Response:
+def revoke_any_token(token_id: ObjectId, request: Request, session: SessionDep, admin: AdminUser, bus: BusDep) -> Response:
     row = session.get(ApiToken, token_id)
     if row is None:
         raise NotFound("token not found")
-    _revoke(session, row, actor=admin, addr=remote_addr(request))
+    _revoke(session, row, actor=admin, addr=remote_addr(request), bus=bus)
     return Response(status_code=204)
 
 
-def _revoke(session: SessionDep, row: ApiToken, *, actor: User, addr: str) -> None:
+def _revoke(session: SessionDep, row: ApiToken, *, actor: User, addr: str, bus: Bus | None) -> None:
     revoke_api_token(session, row)
     record_change(
         session,
@@ -114,3 +125,4 @@ def _revoke(session: SessionDep, row: ApiToken, *, actor: User, addr: str) -> No
         remote_addr=addr,
     )
     session.commit()
+    publish_access_change(bus, user_ids=[row.user_id], reason="token")  # streams opened with it end now

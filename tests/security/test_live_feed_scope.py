@@ -315,8 +315,8 @@ class Revocation:
 
 REVOCATIONS: dict[str, Revocation] = {
     "user disabled by the admin (notice; long period)": Revocation(LONG_PERIOD_S, _disable),
-    "password changed (short period)": Revocation(SHORT_PERIOD_S, _change_password),
-    "API token revoked by its owner (short period)": Revocation(SHORT_PERIOD_S, _revoke_api_token, api_token=True),
+    "password changed (notice; long period)": Revocation(LONG_PERIOD_S, _change_password),
+    "API token revoked by its owner (notice; long period)": Revocation(LONG_PERIOD_S, _revoke_api_token, api_token=True),
 }
 
 
