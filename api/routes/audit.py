@@ -6,10 +6,10 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import AwareDatetime
 
 from api.deps import AdminUser, SessionDep, remote_addr, x_access
 from api.schemas import AuditEntryOut, AuditPage, ErrorOut
@@ -34,8 +34,8 @@ def audit_filter(
     channel: str | None = Query(default=None, max_length=24, description="api | snapshot | wall | evidence | gateway"),
     object_type: str | None = Query(default=None, max_length=24, description="camera | ticket | user | grant | ..."),
     object_id: str | None = Query(default=None, max_length=64),
-    since: datetime | None = Query(default=None, description="From this time (inclusive, ISO 8601 with zone)"),
-    until: datetime | None = Query(default=None, description="Until this time (exclusive)"),
+    since: AwareDatetime | None = Query(default=None, description="From this time (inclusive, ISO 8601 with a zone)"),
+    until: AwareDatetime | None = Query(default=None, description="Until this time (exclusive, ISO 8601 with a zone)"),
 ) -> AuditFilter:
     return AuditFilter(
         username=user,
@@ -43,13 +43,9 @@ def audit_filter(
         channel=channel,
         object_type=object_type,
         object_id=object_id,
-        since=_aware(since),
-        until=_aware(until),
+        since=since,
+        until=until,
     )
-
-
-def _aware(at: datetime | None) -> datetime | None:
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 FilterDep = Annotated[AuditFilter, Depends(audit_filter)]

@@ -88,3 +88,18 @@ def test_an_unhandled_error_is_json_with_the_security_headers(client: TestClient
     for name, value in SECURITY_HEADERS.items():
         assert r.headers.get(name) == value, name
     assert r.headers.get("Cache-Control") == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "field"),
+    [
+        ("/api/audit", "since=2026-01-01T08:00:00", "since"),  # a local time without its zone: 8 hours off in China
+        ("/api/audit", "until=2026-01-01T08:00:00", "until"),
+        ("/api/stats", "since=2026-01-01T08:00:00", "since"),
+    ],
+)
+def test_other_time_filters_need_a_zone(client: TestClient, auth_headers: Headers, path: str, query: str, field: str) -> None:
+    r = client.get(f"{path}?{query}", headers=auth_headers("admin1"))
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field
+    assert client.get(f"{path}?{query}%2B08:00", headers=auth_headers("admin1")).status_code == 200
