@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import math
-import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,9 +26,9 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
+from models.bus.listener import BroadcastListener
 from models.bus.messages import TICKET_NOTICES, TicketNotice
-from models.bus.protocol import Bus
-from models.errors import BusError
+from models.bus.protocol import AnyMessage, Bus
 from models.identity.access import AccessScope
 from models.identity.access_changes import AccessChangeWatch
 from models.identity.stream_guard import DEFAULT_RECHECK_S, END_MESSAGES, Verdict, same_access
@@ -107,34 +106,23 @@ class TicketFeed:
         self._bus = bus
         self._subscribers: set[_Subscriber] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._notices = BroadcastListener(bus, TICKET_NOTICES, self._received, name="ticket-feed")
         self._access = AccessChangeWatch(bus, self._access_changed, name="ticket-feed-access")
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._thread = threading.Thread(target=self._run, name="ticket-feed", daemon=True)
-        self._thread.start()
+        self._notices.start()
         self._access.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._notices.stop()
         self._access.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
-    def _run(self) -> None:
-        cursor: str | None = None
-        while not self._stop.is_set():
-            try:
-                cursor, deliveries = self._bus.read_broadcast(TICKET_NOTICES, after=cursor, block_ms=500)
-            except BusError as err:
-                logger.warning("ticket feed: bus read failed (%s); retrying", err)
-                self._stop.wait(1.0)
-                continue
-            notices = [d.message for d in deliveries if isinstance(d.message, TicketNotice)]
-            if notices and self._loop is not None:
-                self._loop.call_soon_threadsafe(self._fan_out, notices)
+    def _received(self, messages: list[AnyMessage]) -> None:
+        """From the listener's thread: hand the ticket notices to the loop."""
+        notices = [m for m in messages if isinstance(m, TicketNotice)]
+        if notices and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._fan_out, notices)
 
     def _fan_out(self, notices: list[TicketNotice]) -> None:
         for sub in list(self._subscribers):
