@@ -110,6 +110,18 @@ def move(factory: sessionmaker[Session], desk: TicketDesk, ticket_id: int, usern
         return t.state
 
 
+def resolved_ticket(factory: sessionmaker[Session], desk: TicketDesk, clock: Clock, *, camera_id: int, zone: str) -> Ticket:
+    """A ticket whose problem was seen at T0 and gone at T0+5 s, accepted and resolved at T0+10 s."""
+    clock.now = T0
+    first = Episode(camera_id, zone=zone, start=T0)
+    ingest(factory, desk, [first.event("started"), first.event("ended", after_s=5)])
+    (t,) = ticket_of_zone(factory, zone)
+    clock.now = T0 + timedelta(seconds=10)
+    for action in ("accept", "resolve"):
+        move(factory, desk, t.id, "leader-g1", action)
+    return t
+
+
 def test_two_ticketers_on_one_ticket_lose_no_event(seeded, desk: TicketDesk, db_url: str) -> None:
     cam = camera(seeded)
     n = rounds(db_url)
@@ -166,13 +178,7 @@ def test_verification_against_a_redetection_never_verifies_a_present_problem(see
     cam = camera(seeded)
     for i in range(rounds(db_url)):
         zone = f"lane-{i}"
-        clock.now = T0
-        first = Episode(cam, zone=zone, start=T0)
-        ingest(seeded, desk, [first.event("started"), first.event("ended", after_s=5)])
-        (t,) = ticket_of_zone(seeded, zone)
-        clock.now = T0 + timedelta(seconds=10)
-        move(seeded, desk, t.id, "leader-g1", "accept")
-        move(seeded, desk, t.id, "leader-g1", "resolve")
+        resolved_ticket(seeded, desk, clock, camera_id=cam, zone=zone)
         now = T0 + timedelta(seconds=100)  # clear for 90 s: the sweep would verify it
         back = Episode(cam, zone=zone, start=T0 + timedelta(seconds=95)).event("started")
 
@@ -191,13 +197,7 @@ def test_reopen_against_a_new_ticket_for_the_zone_is_a_conflict_not_an_error(see
     cam = camera(seeded)
     for i in range(rounds(db_url)):
         zone = f"lane-{i}"
-        clock.now = T0
-        first = Episode(cam, zone=zone, start=T0)
-        ingest(seeded, desk, [first.event("started"), first.event("ended", after_s=5)])
-        (t,) = ticket_of_zone(seeded, zone)
-        clock.now = T0 + timedelta(seconds=10)
-        for action in ("accept", "resolve"):
-            move(seeded, desk, t.id, "leader-g1", action)
+        t = resolved_ticket(seeded, desk, clock, camera_id=cam, zone=zone)
         sweep(seeded, desk, T0 + timedelta(seconds=100))
         assert ticket_of_zone(seeded, zone)[0].state == TicketState.verified.value
         clock.now = T0 + timedelta(seconds=200)
