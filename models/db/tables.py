@@ -137,6 +137,8 @@ class Camera(Base):
     #: the stream URL, credentials included: a secret, never returned by the API or logged; stored
     #: encrypted (``gpenc:v1:...``, models.grid.credentials) like ``onvif_url`` and ``onvif_password``
     url: Mapped[str] = mapped_column(Text)
+    #: the sub-stream URL (lower resolution, for analysis and wall tiles), a secret like ``url``
+    sub_url: Mapped[str | None] = mapped_column(Text)
     #: the stream URL's host, kept in clear for the API (which holds no credentials key)
     stream_host: Mapped[str | None] = mapped_column(String(255))
     onvif_url: Mapped[str | None] = mapped_column(Text)
@@ -195,6 +197,9 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(200))
+    #: MD5(username:realm:password) for RTSP Digest, set with the password (or at the next login);
+    #: a password equivalent for the RTSP realm only, never returned (migration 0005)
+    rtsp_ha1: Mapped[str | None] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(_enum_col(Role))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     #: bumped to cut every token issued before (password change, disable)
@@ -245,6 +250,8 @@ class ApiToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    #: MD5(username:realm:token) for RTSP Digest with a token of scope ``rtsp`` (migration 0005)
+    rtsp_ha1: Mapped[str | None] = mapped_column(String(64))
     scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column()
