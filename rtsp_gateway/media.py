@@ -6,7 +6,7 @@ camera's video as they arrive (:class:`RtpPacket`), starting at a keyframe. Noth
 are forwarded as the camera sent them, except that the hub gives every track one stable SSRC and
 continuous sequence numbers and timestamps across upstream reconnects (a viewer sees one stream).
 Consumers that need whole frames (fMP4 muxing) reassemble access units with
-``rtsp_gateway.rtp.Depacketizer``.
+``rtsp_gateway.depacketize.Depacketizer``.
 
 A subscriber that falls behind is not allowed to stall the others: its queue is bounded, and when it
 overflows the subscriber skips to the next keyframe (``RtpPacket.discontinuity`` is set on the first
@@ -76,6 +76,11 @@ class Subscription(Protocol):
         subscription, or raises :class:`UpstreamGone`/:class:`SlowConsumer` with the reason."""
         ...
 
+    def batches(self) -> AsyncIterator[list[RtpPacket]]:
+        """The same packets as :meth:`packets`, everything queued at once (one write per batch keeps a
+        server's fan-out cheap); ends and raises like :meth:`packets`. Use one of the two, not both."""
+        ...
+
     @property
     def bytes_sent(self) -> int: ...
 
@@ -97,6 +102,13 @@ class Hub(Protocol):
         track's parameters are known. Raises :class:`HubLimit` (viewers per camera, sessions per user),
         :class:`NoSuchStream` (no such camera or sub-stream) or :class:`UpstreamGone` (the camera cannot
         be reached)."""
+        ...
+
+    async def subscribe_replay(
+        self, name: str, *, user_id: int | None, consumer: ConsumerKind
+    ) -> Subscription:
+        """Join the replay ``name`` (``gridpatrol gateway --replay NAME=FILE``; served to RTSP viewers at
+        ``/replay/NAME``) like a camera; :class:`NoSuchStream` when there is no such replay."""
         ...
 
 

@@ -11,7 +11,8 @@ Two halves in one file:
 Mounts (path -> spec)::
 
     Clip(path)                 plays an .mp4 clip once per client, then the stream ends
-    Synthetic(width=, ...)     an endless live videotestsrc encoded with x264 (one encoder per client)
+    Synthetic(width=, ...)     an endless live videotestsrc encoded with x264, or x265 with
+                               ``codec="h265"`` (one encoder per client)
     Loop(path)                 an .ts clip looped forever by ``ffmpeg -re -stream_loop -1`` into a
                                shared udpsrc mount (one feeder, all clients see the same stream)
 
@@ -20,6 +21,13 @@ Example::
     with RtspServer({"/cam": Synthetic(width=640, height=360)}) as server:
         url = server.url("/cam")
         server.stop(); server.start()          # same port: a camera that goes away and comes back
+
+``credentials=(user, password)`` protects every mount (Basic; ``auth="digest"`` for Digest);
+``session_timeout_s`` shortens the RTSP session timeout the server announces (default 60 s).
+Every client connection, RTSP session and GET_PARAMETER keep-alive is logged to ``server.events`` (a
+file kept across restarts): :meth:`RtspServer.sessions` counts the RTSP sessions, so a test can assert
+how many upstream sessions a relay opened at the camera (:meth:`RtspServer.connections` also counts the
+readiness probe's connection of each start).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -58,6 +67,8 @@ class Synthetic:
     gop: int = 50
     bitrate_kbps: int = 1000
     pattern: str = "ball"
+    #: "h264" (x264enc) or "h265" (x265enc)
+    codec: str = "h264"
     kind: str = "synthetic"
 
 
@@ -116,17 +127,60 @@ class RtspServer:
         *,
         port: int | None = None,
         credentials: tuple[str, str] | None = None,
+        auth: str = "basic",
         start_timeout_s: float = 20.0,
+        events: Path | None = None,
+        session_timeout_s: int | None = None,
     ) -> None:
         self.mounts = dict(mounts)
         self.port = port or free_port()
         self.credentials = credentials
+        self.auth = auth
+        if events is None:
+            fd, name = tempfile.mkstemp(prefix=f"rtsp-{self.port}-", suffix=".events")
+            os.close(fd)
+            events = Path(name)
+        self.events = events
+        self.session_timeout_s = session_timeout_s
         self.start_timeout_s = start_timeout_s
         self._proc: subprocess.Popen[str] | None = None
 
     def url(self, path: str, *, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{password}@" if user is not None else ""
         return f"rtsp://{auth}127.0.0.1:{self.port}{path}"
+
+    def _event_lines(self, kind: str) -> list[str]:
+        try:
+            lines = self.events.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [line for line in lines if line.split(" ", 1)[0] == kind]
+
+    def connections(self) -> int:
+        """Client TCP connections accepted so far (all runs of this server)."""
+        return len(self._event_lines("CONNECT"))
+
+    def sessions(self) -> int:
+        """RTSP sessions created so far (one per SETUP of a new session; all runs of this server)."""
+        return len(self._event_lines("SESSION"))
+
+    def keepalives(self) -> int:
+        """GET_PARAMETER requests (RTSP keep-alives) received so far."""
+        return len(self._event_lines("KEEPALIVE"))
+
+    def open_connections(self) -> int:
+        """Client connections accepted and not yet closed, in this run of the server."""
+        lines = self.events.read_text().splitlines() if self.events.exists() else []
+        count = 0
+        for line in lines:
+            kind = line.split(" ", 1)[0]
+            if kind == "START":
+                count = 0
+            elif kind == "CONNECT":
+                count += 1
+            elif kind == "CLOSED":
+                count -= 1
+        return count
 
     @property
     def running(self) -> bool:
@@ -139,6 +193,9 @@ class RtspServer:
             "port": self.port,
             "mounts": {path: asdict(m) for path, m in self.mounts.items()},
             "credentials": list(self.credentials) if self.credentials else None,
+            "auth": self.auth,
+            "events": str(self.events),
+            "session_timeout_s": self.session_timeout_s,
         }
         deadline = time.monotonic() + self.start_timeout_s
         while True:  # the port may linger a moment after a restart
@@ -216,6 +273,13 @@ def _launch_line(mount: dict[str, object], udp_port: int | None) -> str:
             f"( filesrc location={mount['path']} ! qtdemux ! h264parse ! "
             "rtph264pay name=pay0 pt=96 config-interval=1 )"
         )
+    if kind == "synthetic" and mount.get("codec") == "h265":
+        return (
+            f"( videotestsrc is-live=true pattern={mount['pattern']} ! "
+            f"video/x-raw,width={mount['width']},height={mount['height']},framerate={mount['fps']}/1 ! "
+            f"x265enc tune=zerolatency speed-preset=ultrafast key-int-max={mount['gop']} "
+            f"bitrate={mount['bitrate_kbps']} ! h265parse ! rtph265pay name=pay0 pt=96 config-interval=1 )"
+        )
     if kind == "synthetic":
         return (
             f"( videotestsrc is-live=true pattern={mount['pattern']} ! "
@@ -247,9 +311,38 @@ def _serve(spec: dict[str, object]) -> None:  # pragma: no cover - runs in the s
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string("media.factory.role", "user")
-        basic = GstRtspServer.RTSPAuth.make_basic(credentials[0], credentials[1])
-        auth.add_basic(basic, token)
+        if spec.get("auth") == "digest":
+            gi.require_version("GstRtsp", "1.0")
+            from gi.repository import GstRtsp
+
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            auth.add_digest(credentials[0], credentials[1], token)
+        else:
+            basic = GstRtspServer.RTSPAuth.make_basic(credentials[0], credentials[1])
+            auth.add_basic(basic, token)
         server.set_auth(auth)
+    events_path = spec.get("events")
+    events = open(str(events_path), "a", buffering=1) if events_path else None  # noqa: SIM115
+
+    def log_event(line: str) -> None:
+        if events is not None:
+            events.write(line + "\n")
+
+    def on_client(_server: object, client: GstRtspServer.RTSPClient) -> None:
+        address = client.get_connection().get_ip()
+        log_event(f"CONNECT {address}")
+        client.connect("closed", lambda *_: log_event(f"CLOSED {address}"))
+        client.connect("get-parameter-request", lambda *_: log_event(f"KEEPALIVE {address}"))
+
+        def on_session(_client: object, session: GstRtspServer.RTSPSession) -> None:
+            log_event(f"SESSION {address}")
+            if spec.get("session_timeout_s"):
+                session.set_timeout(int(spec["session_timeout_s"]))
+
+        client.connect("new-session", on_session)
+
+    log_event(f"START {spec['port']}")
+    server.connect("client-connected", on_client)
     feeders: list[subprocess.Popen[bytes]] = []
     points = server.get_mount_points()
     mounts = spec["mounts"]
@@ -263,15 +356,30 @@ def _serve(spec: dict[str, object]) -> None:  # pragma: no cover - runs in the s
         factory.set_launch(_launch_line(mount, udp_port))
         if credentials:
             factory.add_role_from_structure(
-                Gst.Structure.from_string("user, media.factory.access=(boolean)true, "
-                                          "media.factory.construct=(boolean)true")[0]
+                Gst.Structure.from_string(
+                    "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+                )[0]
             )
         points.add_factory(path, factory)
         if udp_port is not None:
             feeders.append(
                 subprocess.Popen(
-                    ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-                     "-i", str(mount["path"]), "-c", "copy", "-f", "rtp", f"rtp://127.0.0.1:{udp_port}"]
+                    [
+                        "ffmpeg",
+                        "-nostdin",
+                        "-loglevel",
+                        "error",
+                        "-re",
+                        "-stream_loop",
+                        "-1",
+                        "-i",
+                        str(mount["path"]),
+                        "-c",
+                        "copy",
+                        "-f",
+                        "rtp",
+                        f"rtp://127.0.0.1:{udp_port}",
+                    ]
                 )  # fmt: skip
             )
     if server.attach(None) == 0:
