@@ -69,3 +69,13 @@ def new_api_token() -> tuple[str, str]:
 
 def hash_api_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+#: the RTSP Digest realm the stored ``rtsp_ha1`` values are computed for (the gateway announces it)
+RTSP_REALM = "GridPatrol"
+
+
+def rtsp_ha1(username: str, secret: str, *, realm: str = RTSP_REALM) -> str:
+    """RFC 2617 HA1 = MD5(username:realm:secret): what RTSP Digest checks against, since an argon2 hash
+    cannot give it. A password equivalent for the RTSP realm only: stored, never shown."""
+    return hashlib.md5(f"{username}:{realm}:{secret}".encode(), usedforsecurity=False).hexdigest()

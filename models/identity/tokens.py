@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from models.db.tables import ApiToken, RefreshToken, Role, User, utcnow
 from models.errors import AccessDenied, AuthError, InvalidInput
-from models.identity.passwords import hash_api_token, new_api_token
+from models.identity.passwords import hash_api_token, new_api_token, rtsp_ha1
 from models.identity.roles import CENTRE
 
 API_TOKEN_PREFIX = "gp_"
@@ -111,6 +111,8 @@ def create_api_token(
         token_hash=token_hash,
         scopes=[s.value for s in parsed],
         expires_at=expires_at,
+        # an ``rtsp`` token is the RTSP password of its user: Digest needs its HA1 (a token without it has none)
+        rtsp_ha1=rtsp_ha1(user.username, token) if TokenScope.rtsp in parsed else None,
     )
     session.add(row)
     session.flush()

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from models.db.tables import Assignment, GridNode, Role, User, utcnow
 from models.errors import Conflict, InvalidInput
-from models.identity.passwords import check_password_policy, hash_password, verify_password
+from models.identity.passwords import check_password_policy, hash_password, rtsp_ha1, verify_password
 from models.identity.roles import SCOPED
 from models.identity.tokens import api_token_is_live, revoke_user_api_tokens, revoke_user_refresh_tokens
 
@@ -48,7 +48,13 @@ def add_user(
         raise Conflict(f"user {existing.username!r} already exists (usernames ignore case)")
     nodes = _grid_nodes(session, role=role, grid_codes=grid_codes or [])
     check_password_policy(password, username=username)
-    user = User(username=username, role=role.value, password_hash=hash_password(password), display_name=display_name)
+    user = User(
+        username=username,
+        role=role.value,
+        password_hash=hash_password(password),
+        rtsp_ha1=rtsp_ha1(username, password),
+        display_name=display_name,
+    )
     session.add(user)
     try:
         session.flush()
@@ -116,6 +122,7 @@ def change_password(session: Session, *, user: User, current_password: str, new_
     if new_password == current_password:
         raise InvalidInput("must differ from the current password", field="new_password")
     user.password_hash = hash_password(new_password)
+    user.rtsp_ha1 = rtsp_ha1(user.username, new_password)
     end_sessions(session, user)
     session.flush()
 
@@ -149,9 +156,12 @@ def credential_is_live(session: Session, credential: Credential, *, now: datetim
 
 def authenticate(session: Session, username: str, password: str) -> User | None:
     """The enabled user with this password, or None (same cost whether or not the user exists). The
-    username's case does not matter (usernames are unique without regard to case)."""
+    username's case does not matter (usernames are unique without regard to case). A user whose RTSP
+    digest secret predates it gets one now (the caller commits)."""
     user = find_user(session, username)
     ok = verify_password(user.password_hash if user else None, password)
     if user is None or not ok or not user.enabled:
         return None
+    if user.rtsp_ha1 is None:
+        user.rtsp_ha1 = rtsp_ha1(user.username, password)
     return user

@@ -36,6 +36,8 @@ def serving(args: list[str], env: dict[str, str], *, port: int, timeout: float =
     log_dir = Path(env.get("GRIDPATROL_DATA_DIR", "."))
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"serve-{port}.log", "w+")  # noqa: SIM115
+    # ``serve`` runs the RTSP gateway too: on a free port of its own unless the test chose one
+    env = {"GRIDPATROL_GATEWAY_PORT": str(free_port()), **env}
     proc = subprocess.Popen([GRIDPATROL, *args], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -22,18 +22,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('cameras', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('sub_url', sa.Text(), nullable=True))
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('rtsp_ha1', sa.String(length=64), nullable=True))
-    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('rtsp_ha1', sa.String(length=64), nullable=True))
+    # plain ADD COLUMN (no batch mode): SQLite's batch mode copies the table and would drop the
+    # expression index on lower(username) that 0003 made
+    op.add_column('cameras', sa.Column('sub_url', sa.Text(), nullable=True))
+    op.add_column('users', sa.Column('rtsp_ha1', sa.String(length=64), nullable=True))
+    op.add_column('api_tokens', sa.Column('rtsp_ha1', sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
-        batch_op.drop_column('rtsp_ha1')
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_column('rtsp_ha1')
-    with op.batch_alter_table('cameras', schema=None) as batch_op:
-        batch_op.drop_column('sub_url')
+    op.drop_column('api_tokens', 'rtsp_ha1')
+    op.drop_column('users', 'rtsp_ha1')
+    op.drop_column('cameras', 'sub_url')
