@@ -39,6 +39,8 @@ from models.evidence.store import EvidenceStore
 from models.grid.credentials import CredentialKeyring, CredentialsError, camera_secret, unreadable_marker
 from models.grid.zones import current_zones, zone_versions
 from models.grid.zonespec import parse_zones
+from models.live.publisher import TilePublisher, tile_detections
+from models.live.tiles import TileDetection
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +88,10 @@ class Worker:
         outbox_limits: tuple[int, int] = (SOFT_LIMIT, HARD_LIMIT),
         credentials: CredentialKeyring | None = None,
         timezone: tzinfo = UTC,
+        tiles: TilePublisher | None = None,
     ) -> None:
         self.worker_id = worker_id
+        self.tiles = tiles  # wall tiles and snapshots of watched cameras (models/live); None: none
         self.timezone = timezone  # schedules and evidence banners are in the installation's time zone
         self.credentials = credentials  # decrypts camera URLs; None: only legacy plain-text ones work
         self._credential_errors: set[int] = set()
@@ -117,6 +121,8 @@ class Worker:
     def start(self) -> Worker:
         self.refresh()
         self.publisher.start()
+        if self.tiles is not None:
+            self.tiles.start()
         self.supervisor.start()
         self._thread.start()
         logger.info("worker %s: started with %d cameras known", self.worker_id, len(self.cameras))
@@ -127,6 +133,8 @@ class Worker:
         self._thread.join(timeout=10)
         self.supervisor.stop()
         self.publisher.stop()  # after the frames: it sends what they left, then ends
+        if self.tiles is not None:
+            self.tiles.stop()
         self.detector.close()
 
     # --- configuration -----------------------------------------------------------------------------------
@@ -212,6 +220,8 @@ class Worker:
                 for d in deliveries:
                     if isinstance(d.message, ConfigChange):
                         self.refresh(d.message.camera_id if d.message.kind != "cameras" else None)
+                if self.tiles is not None:  # which owned cameras someone watches (once a second)
+                    self.tiles.refresh_demand(int(c) for c in self.supervisor.owned())
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_s
                     self.refresh()
@@ -224,18 +234,68 @@ class Worker:
 
     # --- frames ------------------------------------------------------------------------------------------
     def on_frame(self, camera_id: str, frame_bgr: np.ndarray, capture_ts: float, stream_ts: float | None) -> None:
+        tile: tuple[int, tuple[TileDetection, ...], list[str]] | None = None
+        events: list[RuleHit] = []
         with self._lock:
             cam = self.cameras.get(camera_id)
-            if cam is None or cam.pipeline is None:
+            if cam is None:
                 return
-            try:
-                events = cam.pipeline.process(frame_bgr, capture_ts)
-            except Exception:
-                logger.exception("camera %s: detection failed on a frame", camera_id)
-                return
-            self.frames_analysed += 1
+            pipeline = cam.pipeline
+            if pipeline is not None:
+                try:
+                    events = pipeline.process(frame_bgr, capture_ts)
+                except Exception:
+                    logger.exception("camera %s: detection failed on a frame", camera_id)
+                    return
+                self.frames_analysed += 1
+                if self.tiles is not None:
+                    tile = self._tile_extras(int(camera_id), pipeline, frame_bgr)
+        if pipeline is None:  # no rule zones: nothing to analyse, but a watched wall still shows the camera
+            self._offer_tile(int(camera_id), frame_bgr, capture_ts, None)
+        elif tile is not None:
+            self._offer_tile(int(camera_id), frame_bgr, capture_ts, tile)
         if events:
             self._emit(int(camera_id), events)
+
+    def _tile_extras(
+        self, camera_id: int, pipeline: Pipeline, frame_bgr: np.ndarray
+    ) -> tuple[int, tuple[TileDetection, ...], list[str]] | None:
+        """Under the lock: when this camera's tile is due, its width, latest detections and active rules."""
+        assert self.tiles is not None
+        rules = [r.rule for r in pipeline.rules if r.machine.state == "active"]
+        width = self.tiles.due(camera_id, alarm=bool(rules))
+        if width is None:
+            return None
+        found = pipeline.last_tracked
+        boxes: tuple[TileDetection, ...] = ()
+        if found is not None and len(found.xyxy):
+            labels = [found.class_names[i] for i in found.class_id]
+            h, w = frame_bgr.shape[:2]
+            boxes = tile_detections(found.xyxy, found.confidence, labels, frame_wh=(w, h))
+        return width, boxes, rules
+
+    def _offer_tile(
+        self,
+        camera_id: int,
+        frame_bgr: np.ndarray,
+        capture_ts: float,
+        extras: tuple[int, tuple[TileDetection, ...], list[str]] | None,
+    ) -> None:
+        """One JPEG of a watched camera's frame, whatever the number of viewers (models/live)."""
+        if self.tiles is None:
+            return
+        if extras is None:
+            width = self.tiles.due(camera_id)
+            if width is None:
+                return
+            extras = (width, (), [])
+        width, boxes, rules = extras
+        try:
+            self.tiles.offer(
+                camera_id, frame_bgr, captured_at=capture_ts, width=width, detections=boxes, rules=rules
+            )
+        except Exception:  # a tile is a convenience: never lose the frame's analysis over it
+            logger.exception("camera %s: tile not encoded", camera_id)
 
     @property
     def events_published(self) -> int:
