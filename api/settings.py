@@ -87,6 +87,12 @@ class ApiSettings(LocaleSettings):
     api_docs: bool | None = Field(
         default=None, description="Serve /docs, /redoc and /openapi.json; unset: off in production, on otherwise"
     )
+    map_tiles_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/\s]+/\S*\{z\}\S*\{x\}\S*\{y\}\S*$",
+        description="Tile URL template (XYZ/WMTS REST, e.g. http://gis.intranet/tiles/{z}/{x}/{y}.png) of the "
+        "customer's intranet map under the grid map; unset: no base map. Its origin is allowed in the CSP img-src",
+    )
 
     _check_environment = field_validator("environment", mode="before")(check_environment)
 
@@ -117,6 +123,14 @@ class ApiSettings(LocaleSettings):
         if self.metrics_token is not None:
             check_secret_strength(self.metrics_token, variable="GRIDPATROL_METRICS_TOKEN")
         return self
+
+    @property
+    def map_tiles_origin(self) -> str | None:
+        """``scheme://host[:port]`` of :attr:`map_tiles_url` (what the CSP allows images from)."""
+        if not self.map_tiles_url:
+            return None
+        scheme, rest = self.map_tiles_url.split("://", 1)
+        return f"{scheme}://{rest.split('/', 1)[0]}"
 
     @property
     def docs_enabled(self) -> bool:

@@ -9,6 +9,14 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from api.deps import BusDep, CredentialDep, CurrentUser, SessionDep, StateDep, remote_addr, x_access
 from api.schemas import ErrorOut, GridRef, MeOut, PasswordChangeIn, RefreshIn, SessionTokensOut
+from api.session_cookies import (
+    check_csrf,
+    clear_session_cookies,
+    refresh_token,
+    session_token,
+    set_session_cookies,
+    wants_cookies,
+)
 from api.tokens import REFRESH_TOKEN_TTL_S, issue_access_token
 from models.db.tables import User
 from models.errors import AccessDenied, AuthError, InvalidInput
@@ -35,6 +43,26 @@ def _session_tokens(session: SessionDep, state: StateDep, user: User, refresh_to
     )
 
 
+def _with_cookies(tokens: SessionTokensOut, request: Request, response: Response) -> SessionTokensOut:
+    """The same session in the browser's cookies (api/session_cookies.py); bearer clients ignore them."""
+    set_session_cookies(
+        response, request, access_token=tokens.access_token, access_ttl_s=tokens.expires_in,
+        refresh=tokens.refresh_token, refresh_ttl_s=tokens.refresh_expires_in,
+    )  # fmt: skip
+    return tokens
+
+
+def _refresh_of(body: RefreshIn | None, request: Request) -> str:
+    """The refresh token from the body (API clients) or the cookie (the browser, with its CSRF token)."""
+    if body is not None:
+        return body.refresh_token
+    token = refresh_token(request)
+    if token is None:
+        raise AuthError("no refresh token: log in again")
+    check_csrf(request)
+    return token
+
+
 @router.post(
     "/auth/token",
     response_model=SessionTokensOut,
@@ -46,9 +74,15 @@ def _session_tokens(session: SessionDep, state: StateDep, user: User, refresh_to
     },
 )
 def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, session: SessionDep, state: StateDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    state: StateDep,
 ) -> SessionTokensOut:
-    """OAuth2 password login: form fields ``username`` and ``password`` → an access and a refresh token."""
+    """OAuth2 password login: form fields ``username`` and ``password`` → an access and a refresh token;
+    with ``X-GridPatrol-Session: cookie`` (the web UI) also set as the browser's session cookies
+    (``gp_session``, ``gp_refresh``, ``gp_csrf``: api/session_cookies.py)."""
     addr = remote_addr(request)
     throttle = state.login_throttle
     throttle.check(username=form.username, remote_addr=addr)
@@ -59,29 +93,43 @@ def login(
         session.commit()
         raise AuthError("wrong username or password")
     throttle.succeeded(username=form.username, remote_addr=addr)
-    refresh = issue_refresh_token(session, user=user, ttl_s=REFRESH_TOKEN_TTL_S)
+    issued = issue_refresh_token(session, user=user, ttl_s=REFRESH_TOKEN_TTL_S)
     record_event(session, user_id=user.id, username=user.username, action="login", channel="api", remote_addr=addr)
     session.commit()
-    return _session_tokens(session, state, user, refresh)
+    tokens = _session_tokens(session, state, user, issued)
+    return _with_cookies(tokens, request, response) if wants_cookies(request) else tokens
 
 
 @router.post("/auth/refresh", response_model=SessionTokensOut, openapi_extra=x_access("public"), responses=_ERRORS)
-def refresh(body: RefreshIn, session: SessionDep, state: StateDep) -> SessionTokensOut:
+def refresh(
+    request: Request, response: Response, session: SessionDep, state: StateDep, body: RefreshIn | None = None
+) -> SessionTokensOut:
     """Spend a refresh token for a new access token and the next refresh token. A refresh token used
-    twice revokes its whole session (someone else holds a copy)."""
+    twice revokes its whole session (someone else holds a copy). Without a body, the browser's
+    ``gp_refresh`` cookie is spent (with ``X-CSRF-Token``) and the cookies are rotated."""
+    from_cookie = body is None
+    token = _refresh_of(body, request)
     try:
-        user, next_token = rotate_refresh_token(session, body.refresh_token, ttl_s=REFRESH_TOKEN_TTL_S)
+        user, next_token = rotate_refresh_token(session, token, ttl_s=REFRESH_TOKEN_TTL_S)
     finally:
         session.commit()  # keep the spend, or the revocation of a replayed family
-    return _session_tokens(session, state, user, next_token)
+    tokens = _session_tokens(session, state, user, next_token)
+    return _with_cookies(tokens, request, response) if from_cookie else tokens
 
 
 @router.post("/auth/logout", status_code=204, openapi_extra=x_access("public"), responses=_ERRORS)
-def logout(body: RefreshIn, session: SessionDep) -> Response:
-    """End the login session of this refresh token (its access tokens expire on their own within minutes)."""
-    revoke_refresh_token(session, body.refresh_token)
+def logout(request: Request, session: SessionDep, body: RefreshIn | None = None) -> Response:
+    """End the login session of this refresh token (its access tokens expire on their own within minutes).
+    Without a body: the browser's session (``gp_refresh`` cookie, with ``X-CSRF-Token``); its cookies are cleared."""
+    answer = Response(status_code=204)
+    if body is None and refresh_token(request) is None:  # nothing to end: just clear what the browser holds
+        clear_session_cookies(answer, request)
+        return answer
+    revoke_refresh_token(session, _refresh_of(body, request))
     session.commit()
-    return Response(status_code=204)
+    if body is None:
+        clear_session_cookies(answer, request)
+    return answer
 
 
 @router.get("/me", response_model=MeOut, openapi_extra=x_access("authenticated"), responses=_ERRORS)
@@ -103,6 +151,7 @@ def me(user: CurrentUser) -> MeOut:
 def set_password(
     body: PasswordChangeIn,
     request: Request,
+    response: Response,
     session: SessionDep,
     state: StateDep,
     user: CurrentUser,
@@ -121,7 +170,7 @@ def set_password(
         if err.field == "current_password":  # guessing the password through this route counts as a failed login
             state.login_throttle.failed(username=user.username, remote_addr=addr)
         raise
-    refresh_token = issue_refresh_token(session, user=user, ttl_s=REFRESH_TOKEN_TTL_S)
+    issued = issue_refresh_token(session, user=user, ttl_s=REFRESH_TOKEN_TTL_S)
     record_event(
         session,
         user_id=user.id,
@@ -135,4 +184,7 @@ def set_password(
     )
     session.commit()
     publish_access_change(bus, user_ids=[user.id], reason="password")  # open streams end now, not at their next check
-    return _session_tokens(session, state, user, refresh_token)
+    tokens = _session_tokens(session, state, user, issued)
+    if session_token(request) is not None and "authorization" not in request.headers:  # a browser: its new session
+        return _with_cookies(tokens, request, response)
+    return tokens
