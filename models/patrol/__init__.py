@@ -1,0 +1,1 @@
+"""Patrol and evaluation: patrol points and tasks, check-ins, video patrols, callbacks, scores and reports."""
