@@ -193,7 +193,7 @@ class TicketFeed:
                     continue
                 if sub.notices:
                     n = sub.notices.popleft()
-                    if scope.allows_ticket(camera_id=n.camera_id, grid_path=n.grid_path):
+                    if scope.allows_ticket(camera_id=n.camera_id, grid_path=n.grid_path, ticket_id=n.ticket_id):
                         delivered += 1
                         data = n.model_dump_json(exclude={"grid_path"}, by_alias=True)
                         yield f"id: {n.ticket_id}\nevent: ticket\ndata: {data}\n\n"

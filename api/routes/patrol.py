@@ -637,11 +637,14 @@ def _period(settings: PatrolSettings, first: date | None, last: date | None) -> 
 def _scores(ev: Evaluation, level: str, scope: AccessScope) -> list[Score]:
     if level == "person":
         return ev.rank_people(scope=scope)
+    if level == "department":  # departments are not grid-scoped: the centre ranks them
+        return ev.rank_departments() if scope.sees_everything else []
     return ev.rank_nodes(level, scope=scope)
 
 
 Level = Annotated[
-    str, Query(pattern="^(grid|community|street|district|person)$", description="Who is ranked")
+    str,
+    Query(pattern="^(grid|community|street|district|person|department)$", description="Who is ranked"),
 ]
 FirstDay = Annotated[date | None, Query(description="Local first day (default: this week's Monday)")]
 LastDay = Annotated[date | None, Query(description="Local last day, inclusive (default: today)")]

@@ -10,6 +10,8 @@ Policy:
 - manager: everything under the grid nodes assigned to them (each node's whole subtree).
 - grid_leader, patroller: the cameras of their grids (and below), plus cameras lent to them by an
   unexpired grant.
+- department: the tickets their department has a part in (协办), and the camera of each such ticket while
+  the part is open (a grant that starts and ends with the part); nothing else of the grid.
 A camera with no grid is visible to admins and operators only.
 """
 
@@ -21,7 +23,18 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
 
-from models.db.tables import Assignment, Camera, CameraGrant, GridNode, Role, Ticket, User, utcnow
+from models.db.tables import (
+    Assignment,
+    Camera,
+    CameraGrant,
+    DepartmentMember,
+    GridNode,
+    Role,
+    Ticket,
+    TicketPart,
+    User,
+    utcnow,
+)
 from models.identity.roles import CENTRE
 
 
@@ -35,6 +48,10 @@ class AccessScope:
     grid_paths: tuple[str, ...] = ()
     #: cameras lent by a grant valid at ``at``
     granted_camera_ids: frozenset[int] = field(default_factory=frozenset)
+    #: tickets a department user's department has a part in (any state: their own work record)
+    part_ticket_ids: frozenset[int] = field(default_factory=frozenset)
+    #: cameras of those tickets whose part is still open (dispatched or accepted)
+    part_camera_ids: frozenset[int] = field(default_factory=frozenset)
     at: datetime = field(default_factory=utcnow)
 
     @property
@@ -61,6 +78,8 @@ class AccessScope:
             clauses.append(Camera.grid_id.in_(select(GridNode.id).where(in_scope)))
         if self.granted_camera_ids:
             clauses.append(Camera.id.in_(sorted(self.granted_camera_ids)))
+        if self.part_camera_ids:
+            clauses.append(Camera.id.in_(sorted(self.part_camera_ids)))
         return or_(*clauses) if clauses else false()
 
     def ticket_filter(self) -> ColumnElement[bool]:
@@ -73,6 +92,8 @@ class AccessScope:
             clauses.append(Ticket.grid_id.in_(select(GridNode.id).where(in_scope)))
         if self.granted_camera_ids:
             clauses.append(Ticket.camera_id.in_(sorted(self.granted_camera_ids)))
+        if self.part_ticket_ids:
+            clauses.append(Ticket.id.in_(sorted(self.part_ticket_ids)))
         return or_(*clauses) if clauses else false()
 
     # --- predicates --------------------------------------------------------------------------------
@@ -82,10 +103,14 @@ class AccessScope:
     def allows_camera(self, *, camera_id: int, grid_path: str | None) -> bool:
         if self.sees_everything:
             return True
+        if camera_id in self.part_camera_ids:
+            return True
         return camera_id in self.granted_camera_ids or self._path_in_scope(grid_path)
 
-    def allows_ticket(self, *, camera_id: int | None, grid_path: str | None) -> bool:
+    def allows_ticket(self, *, camera_id: int | None, grid_path: str | None, ticket_id: int | None = None) -> bool:
         if self.sees_everything:
+            return True
+        if ticket_id is not None and ticket_id in self.part_ticket_ids:
             return True
         if camera_id is not None and camera_id in self.granted_camera_ids:
             return True
@@ -102,6 +127,8 @@ def load_scope(session: Session, user: User, *, at: datetime | None = None) -> A
     role = Role(user.role)
     if role in CENTRE:
         return AccessScope(user_id=user.id, role=role, at=at)
+    if role == Role.department:
+        return _department_scope(session, user, at=at)
     paths = session.scalars(
         select(GridNode.path).join(Assignment, Assignment.grid_id == GridNode.id).where(Assignment.user_id == user.id)
     ).all()
@@ -115,6 +142,27 @@ def load_scope(session: Session, user: User, *, at: datetime | None = None) -> A
         role=role,
         grid_paths=tuple(sorted(set(paths))),
         granted_camera_ids=frozenset(granted),
+        at=at,
+    )
+
+
+#: part states that keep the ticket's camera open to the department (the grant lives as long as the part)
+OPEN_PART_STATES = ("accepted", "dispatched")
+
+
+def _department_scope(session: Session, user: User, *, at: datetime) -> AccessScope:
+    """A department user's scope: no grid, only the tickets of their department's parts (one query)."""
+    rows = session.execute(
+        select(TicketPart.ticket_id, TicketPart.state, Ticket.camera_id)
+        .join(Ticket, Ticket.id == TicketPart.ticket_id)
+        .join(DepartmentMember, DepartmentMember.department_id == TicketPart.department_id)
+        .where(DepartmentMember.user_id == user.id)
+    ).all()
+    return AccessScope(
+        user_id=user.id,
+        role=Role.department,
+        part_ticket_ids=frozenset(r[0] for r in rows),
+        part_camera_ids=frozenset(r[2] for r in rows if r[1] in OPEN_PART_STATES and r[2] is not None),
         at=at,
     )
 
@@ -133,4 +181,4 @@ def visible_ticket(session: Session, scope: AccessScope, ticket_id: int) -> Tick
     if ticket is None:
         return None
     grid_path = ticket.grid.path if ticket.grid is not None else None
-    return ticket if scope.allows_ticket(camera_id=ticket.camera_id, grid_path=grid_path) else None
+    return ticket if scope.allows_ticket(camera_id=ticket.camera_id, grid_path=grid_path, ticket_id=ticket.id) else None

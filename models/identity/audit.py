@@ -67,6 +67,8 @@ def record_access(
         grant_id = _grant_used(session, scope, object_type=object_type, object_id=object_id)
         if grant_id is not None:
             detail.setdefault("grant_id", grant_id)
+        elif object_type == "camera" and str(object_id) in {str(c) for c in scope.part_camera_ids}:
+            detail.setdefault("via", "ticket_part")  # a department's open part lends the camera
     user = session.get(User, scope.user_id)
     record_event(
         session,

@@ -16,3 +16,7 @@ LENDERS = frozenset({Role.admin, Role.manager})
 TICKET_SUPERVISORS = frozenset({Role.admin, Role.operator, Role.manager})
 #: accept, reject and resolve tickets
 TICKET_HANDLERS = frozenset({Role.admin, Role.manager, Role.grid_leader})
+#: functional departments' users: handle their parts (协办) of tickets, see a part's camera while it is open
+DEPARTMENT = frozenset({Role.department})
+#: report cases and police clues from the field
+REPORTERS = frozenset({Role.admin, Role.operator, Role.manager, Role.grid_leader, Role.patroller})

@@ -408,6 +408,62 @@ class Evaluation:
         ]
         return rank([self.score_node(n) for n in nodes])
 
+    def rank_departments(self) -> list[Score]:
+        """Departments (协办) ranked on their parts: workload (parts resolved in the period against the
+        per-day target), on-time accept and resolve by the parts' own deadlines (rejected parts left out);
+        rows "parts". The other components have no records for a department (None)."""
+        from models.db.tables import Department, TicketPart
+
+        w, p = self.settings.scoring_weights, self.period
+        target = Fraction(str(self.settings.scoring_workload_per_day)) * len(p.days)
+        out = []
+        for dept in self.session.scalars(select(Department).order_by(Department.code)):
+            parts = self.session.scalars(
+                select(TicketPart).where(TicketPart.department_id == dept.id).order_by(TicketPart.id)
+            ).all()
+            comps = {c: Component(c, getattr(w, c), None, None, None, {}) for c in COMPONENTS}
+            done = [x.id for x in parts if p.contains(x.resolved_at)]
+            comps["workload"] = Component(
+                "workload",
+                w.workload,
+                Fraction(len(done)),
+                target,
+                min(Fraction(1), len(done) / target) if done and target else None,
+                {"parts": done},
+            )
+            for name, due, at in (
+                ("on_time_accept", "accept_by", "accepted_at"),
+                ("on_time_resolve", "resolve_by", "resolved_at"),
+            ):
+                rows = [x for x in parts if p.contains(getattr(x, due)) and x.state != "rejected"]
+                ok = [x.id for x in rows if getattr(x, at) is not None and getattr(x, at) <= getattr(x, due)]
+                comps[name] = Component(
+                    name,
+                    getattr(w, name),
+                    Fraction(len(ok)),
+                    Fraction(len(rows)),
+                    _share(Fraction(len(ok)), Fraction(len(rows))),
+                    {"parts": [x.id for x in rows], "on_time": ok},
+                )
+            out.append(Score("department", dept.id, dept.code, dept.name, comps, total(comps)))
+        return rank(out)
+
+    def linkage_requests(self) -> dict[str, list[int]]:
+        """Linkage requests (请求联动) made in the period: all of them, and those answered (a part or a
+        decline), by id — the centre's answering rate, traceable to its rows."""
+        from models.db.tables import LinkageRequest
+
+        rows = self.session.scalars(
+            select(LinkageRequest).where(
+                LinkageRequest.requested_at >= self.period.starts_at,
+                LinkageRequest.requested_at < self.period.ends_at,
+            )
+        ).all()
+        return {
+            "requests": sorted(r.id for r in rows),
+            "answered": sorted(r.id for r in rows if r.answered_at is not None),
+        }
+
     def rank_people(self, *, scope: AccessScope | None = None) -> list[Score]:
         roles = [Role.grid_leader.value, Role.patroller.value]
         users = self.session.scalars(select(User).where(User.role.in_(roles), User.enabled.is_(True))).all()

@@ -26,7 +26,7 @@ from models.patrol.evaluation import COMPONENT_ZH, Evaluation, Period, Score
 from models.patrol.settings import COMPONENTS, PatrolSettings
 
 PERIOD_ZH = {"weekly": "周报", "monthly": "月报", "custom": "专项"}
-SECTIONS = (("grid", "网格排名"), ("street", "街道排名"), ("person", "人员排名"))
+SECTIONS = (("grid", "网格排名"), ("street", "街道排名"), ("person", "人员排名"), ("department", "职能部门排名"))
 
 
 def week_of(day: date) -> tuple[date, date]:
@@ -59,7 +59,13 @@ class Rankings:
 def compute(session: Session, *, period: Period, settings: PatrolSettings, now: datetime) -> Rankings:
     ev = Evaluation(session, period=period, settings=settings, now=now)
     return Rankings(
-        period, {"grid": ev.rank_nodes("grid"), "street": ev.rank_nodes("street"), "person": ev.rank_people()}
+        period,
+        {
+            "grid": ev.rank_nodes("grid"),
+            "street": ev.rank_nodes("street"),
+            "person": ev.rank_people(),
+            "department": ev.rank_departments(),  # 协办: on-time rates of their parts
+        },
     )
 
 

@@ -24,6 +24,7 @@ from models.db.tables import (
     GridNode,
     Role,
     Ticket,
+    TicketPart,
     TicketState,
     TicketTransition,
     User,
@@ -63,6 +64,21 @@ MOVES: dict[str, Move] = {
 def lock_tickets(session: Session, ids: Iterable[int]) -> dict[int, Ticket]:
     """The tickets, locked for a change (see :func:`models.db.engine.lock_rows`)."""
     return lock_rows(session, Ticket, ids)
+
+
+#: cases from outside the grid wait in the centre's triage queue (统一受理、分流交办) instead of going
+#: to a grid leader at once: the operators dispatch them to a grid and/or departments
+TRIAGE_SOURCES = frozenset({"hotline_12345", "police_110"})
+#: a department part still to be done (it holds the ticket's resolution and lends the ticket's camera)
+OPEN_PARTS = ("accepted", "dispatched")
+
+
+def lock_open_parts(session: Session, ticket_id: int) -> list[TicketPart]:
+    """The ticket's open department parts, locked (callers lock the ticket first: ticket, then parts)."""
+    ids = session.scalars(
+        select(TicketPart.id).where(TicketPart.ticket_id == ticket_id, TicketPart.state.in_(OPEN_PARTS))
+    ).all()
+    return [p for p in lock_rows(session, TicketPart, ids).values() if p.state in OPEN_PARTS]
 
 
 def _article(word: str) -> str:
@@ -211,6 +227,15 @@ class TicketDesk:
         route = self._route(session, ticket, scope=scope, to_grid=to_grid, to_user=to_user) if (to_grid or to_user) else None
         at = self.clock()
         keys = [self.evidence.put(p, prefix=f"ticket-{ticket.id}", suffix=image_suffix(p), at=at) for p in photos]
+        if action == "resolve":
+            waiting = lock_open_parts(session, ticket.id)
+            if waiting:  # the lead is done; the ticket resolves when the last department part is (协办)
+                names = "、".join(p.department.name for p in waiting)
+                self.record(session, ticket, action="lead_resolve", to_state=ticket.state, actor=actor, at=at,
+                            note=f"{note}（待协办部门办结：{names}）".lstrip(), photos=keys)  # fmt: skip
+                out = [notice(ticket, "lead_resolved", at, actor=actor.username, waiting=[p.department_id for p in waiting])]
+                self.queue_webhooks(session, out)
+                return out
         if route is not None:
             grid, leader = route
             rerouted = grid.id != ticket.grid_id
@@ -376,6 +401,7 @@ class TicketDesk:
         ticket.evidence_key = keys[0] if keys else None
         self.record(session, ticket, action="open", to_state=S.open, actor=reporter, at=at, note=description, photos=keys)
         out = [notice(ticket, "opened", at, source=source)]
-        out += self.auto_dispatch(session, ticket, at)
+        if source not in TRIAGE_SOURCES:  # a hotline or 110 case waits for the centre's triage
+            out += self.auto_dispatch(session, ticket, at)
         self.queue_webhooks(session, out)
         return ticket, out

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from models.bus.messages import TicketNotice
 from models.db.tables import Assignment, GridKind, GridNode, Role, Ticket, TicketOccurrence, TicketState, User
+from models.org.parts import bring_in_by_rule
 from models.tickets.desk import TicketDesk, notice
 from models.tickets.states import WAITING_ACCEPT, WAITING_RESOLVE, values
 
@@ -84,7 +85,8 @@ def escalate_overdue(session: Session, desk: TicketDesk, *, now: datetime) -> li
         desk.record(session, ticket, action="escalate", to_state=ticket.state, actor=None, at=now, note=note)
         out.append(notice(ticket, event, now, level=ticket.escalation_level, to=node.code if node and managers else None, managers=[m.id for m in managers]))
     desk.queue_webhooks(session, out)
-    return out
+    # category rules: an overdue fire-lane blockage brings in fire and rescue (协办, models/org/parts.py)
+    return out + bring_in_by_rule(desk, session, now=now)
 
 
 def verify_by_video(session: Session, desk: TicketDesk, *, now: datetime) -> list[TicketNotice]:

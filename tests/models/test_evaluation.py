@@ -231,7 +231,8 @@ def test_a_report_lists_the_ranking_and_opens_with_openpyxl(
         report = s.get(EvaluationReport, report_id)
         assert report is not None
         book = openpyxl.load_workbook(io.BytesIO(report.xlsx))
-        assert book.sheetnames == ["网格排名", "街道排名", "人员排名", "计分规则"]
+        assert book.sheetnames == ["网格排名", "街道排名", "人员排名", "职能部门排名", "计分规则"]
+        assert list(book["职能部门排名"].iter_rows(min_row=3, values_only=True)) == []  # no departments here
         grids = [row[:4] for row in book["网格排名"].iter_rows(min_row=3, values_only=True)]
         assert grids == [
             (1, "G3", "南浦第一网格", 66.07),
