@@ -33,6 +33,24 @@ from tests.support.require import require
 TEST_SECRET = "test-secret-key-with-at-least-32-characters!"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    """argon2's production cost (64 MiB, 3 passes) is the point in production and was most of a test's
+    set-up here (every seeded user is hashed, every login verified): in-process tests hash with argon2's
+    cheapest parameters. Processes the tests start (serve, demo, the CLI) keep the real ones."""
+    from argon2 import PasswordHasher
+    from argon2.profiles import CHEAPEST
+
+    from models.identity import passwords
+
+    real = passwords._hasher
+    passwords._hasher = PasswordHasher.from_parameters(CHEAPEST)
+    passwords._dummy_hash.cache_clear()
+    yield
+    passwords._hasher = real
+    passwords._dummy_hash.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return sqlite_template(tmp_path_factory.mktemp("sqlite-template"))
