@@ -47,8 +47,12 @@ from models.db.tables import Camera, GridNode, Role, Ticket, TicketOccurrence, T
 from models.errors import BusError, InvalidInput, NotFound
 from models.identity.roles import CENTRE
 from models.identity.tokens import TokenScope
+from models.tickets.categories import MANUAL_SOURCES
 from models.tickets.states import WAITING_ACCEPT, WAITING_RESOLVE, values
 from models.tickets.stats import is_overdue
+
+#: what GET /api/tickets?source= accepts: video detections and the manual intake channels
+TICKET_SOURCES = frozenset({"camera", *MANUAL_SOURCES})
 
 router = APIRouter(prefix="/api", tags=["tickets"])
 
@@ -132,6 +136,10 @@ def list_tickets(
     category: Annotated[str | None, Query(max_length=32)] = None,
     grid: Annotated[str | None, Query(max_length=64, description="Grid node code: its whole subtree")] = None,
     camera_id: ObjectIdQuery = None,
+    source: Annotated[
+        list[str] | None,
+        Query(description="One or more sources: camera (video detection), patrol, hotline_12345, police_110, api"),
+    ] = None,
     since: Annotated[AwareDatetime | None, Query(description="Opened at or after (ISO 8601 with a zone)")] = None,
     until: Annotated[AwareDatetime | None, Query(description="Opened before (ISO 8601 with a zone)")] = None,
     overdue: Annotated[bool | None, Query(description="Only tickets past a deadline (or only not)")] = None,
@@ -146,6 +154,11 @@ def list_tickets(
         where.append(Ticket.category == category)
     if camera_id is not None:
         where.append(Ticket.camera_id == camera_id)
+    if source:
+        unknown = sorted(set(source) - TICKET_SOURCES)
+        if unknown:
+            raise InvalidInput(f"unknown source {unknown[0]!r} (one of {', '.join(sorted(TICKET_SOURCES))})", field="source")
+        where.append(Ticket.source.in_(source))
     if since is not None:
         where.append(Ticket.opened_at >= since)
     if until is not None:

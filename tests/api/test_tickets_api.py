@@ -154,6 +154,22 @@ def test_patroller_reports_a_case_with_a_photo(client: TestClient, auth_headers:
     assert client.get(t["evidence_url"], headers=auth_headers("leader-g1")).status_code == 404
 
 
+def test_the_desk_filters_by_source(client: TestClient, auth_headers: Headers, seeded, desk) -> None:
+    detect(seeded, desk, "cam-g1-a")
+    lon, lat = point_in("G2")
+    body = {"category": "road_occupation", "lon": lon, "lat": lat, "description": "流动摊贩占道"}
+    assert client.post("/api/tickets", headers=auth_headers("patroller-g2"), json=body).status_code == 201
+    admin = auth_headers("admin1")
+    every = client.get("/api/tickets", headers=admin).json()["items"]
+    assert sorted(t["source"] for t in every) == ["camera", "patrol"]
+    by_source = {t["source"]: t["id"] for t in every}
+    assert ids(client, admin, source="patrol") == {by_source["patrol"]}
+    assert ids(client, admin, source=["camera", "patrol"]) == set(by_source.values())
+    assert ids(client, admin, source="hotline_12345") == set()
+    r = client.get("/api/tickets", headers=admin, params={"source": "fax"})
+    assert r.status_code == 422 and r.json()["field"] == "source" and "'fax'" in r.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("user", "change", "status", "reason"),
     [

@@ -2,10 +2,13 @@
 // escalation, the history as a timeline, and the actions the viewer's role may take) and the new-case form.
 // On a phone: the list, then the detail full-screen with the action buttons fixed at the bottom.
 
-import { h, clear, replace, field, select, toast } from "../dom.js";
+import { h, append, clear, replace, field, select, toast } from "../dom.js";
 import { ApiError, fileAsDataUrl, openTicketFeed } from "../api.js";
 import { t, label, fmtTime, fmtDuration } from "../i18n.js";
 import { loadCameras } from "./wall.js";
+import { to } from "../i18n_org.js";
+
+const LINKAGE_KINDS = ["law_enforcement", "market", "fire_rescue", "police", "transport", "environment", "other"];
 
 const STATES = ["open", "dispatched", "accepted", "rejected", "resolved", "verified", "closed", "reopened"];
 const CATEGORIES = ["road_occupation", "fire_lane_blockage", "crowding", "other"];
@@ -106,14 +109,13 @@ async function mountDesk(root, ctx) {
   let listSerial = 0;
   async function loadList(flashId = null) {
     const serial = ++listSerial;
-    // the API filters state, category, grid and overdue; the source is matched here over a larger page
     const page = await api.get("/api/tickets", {
       state: filters.state || null, category: filters.category || null, grid: filters.grid || null,
-      overdue: filters.overdue ? "true" : null, limit: filters.source ? 500 : 100,
+      source: filters.source || null, overdue: filters.overdue ? "true" : null, limit: 100,
     });
     if (serial !== listSerial) return;
-    const items = filters.source ? page.items.filter((tk) => tk.source === filters.source) : page.items;
-    total.textContent = t("tickets.total", { n: filters.source ? items.length : page.total });
+    const items = page.items;
+    total.textContent = t("tickets.total", { n: page.total });
     replace(rows, items.length ? items.map((tk) => row(tk, tk.id === flashId)) : h("li", { class: "muted", style: { padding: "12px" } }, t("tickets.empty")));
   }
 
@@ -191,6 +193,7 @@ async function mountDesk(root, ctx) {
         [t("tickets.location"), tk.lon !== null && tk.lon !== undefined ? `${tk.lon.toFixed(6)}, ${tk.lat.toFixed(6)}` : null],
         [t("tickets.description"), tk.description],
       ]),
+      linkageSection(tk),
       h("h2", {}, t("tickets.history")),
       h("ol", { class: "timeline" }, tk.history.map((step) =>
         h("li", {},
@@ -203,6 +206,47 @@ async function mountDesk(root, ctx) {
       )),
       actionsBar(tk, note),
     );
+  }
+
+  // 联动协办: the lead, each department part with its state and deadline, linkage requests, merged sources;
+  // a grid leader may ask for a department (请求联动) while the ticket is in hand
+  function linkageSection(tk) {
+    const box = h("section", { class: "linkage", "aria-labelledby": `linkage-h-${tk.id}` }, h("h2", { id: `linkage-h-${tk.id}` }, to("link.title")));
+    api.get(`/api/tickets/${tk.id}/linkage`).then((lk) => {
+      const parts = lk.parts.map((p) =>
+        h("li", { class: p.overdue ? "overdue" : null },
+          `${p.department_name} · ${to(`part.state.${p.state}`)} · ${t("tickets.resolve_by")} ${fmtTime(p.resolve_by)}`,
+          p.overdue ? ` · ${to("dept.overdue")}` : "", p.note ? h("p", { class: "note" }, p.note) : null));
+      const requests = lk.requests.filter((r) => !r.part_id).map((r) =>
+        h("li", {}, to("link.req_state", { kind: to(`kind.${r.kind}`), state: r.answered_at ? label("action", "linkage_declined") : to("link.pending") })));
+      const items = [...parts, ...requests];
+      let form = null;
+      if (me.role === "grid_leader" && ["dispatched", "accepted", "reopened"].includes(tk.state)) {
+        const kind = select(LINKAGE_KINDS.map((k) => [k, to(`kind.${k}`)]), { name: "linkage-kind" });
+        const reason = h("input", { type: "text", name: "linkage-reason", maxlength: "2000" });
+        const message = h("p", { class: "form-error", role: "alert" });
+        const ask = h("button", { type: "button", onclick: async () => {
+          ask.disabled = true;
+          message.textContent = "";
+          try {
+            await api.post(`/api/tickets/${tk.id}/linkage`, { kind: kind.value, reason: reason.value.trim() });
+            toast(to("link.requested"), { kind: "ok" });
+            loadDetail();
+          } catch (err) {
+            message.textContent = err instanceof ApiError ? err.message_for_user() : String(err);
+            ask.disabled = false;
+          }
+        } }, to("link.request"));
+        form = h("div", { class: "row linkage-request" }, field(to("link.kind"), kind), field(to("link.reason"), reason), ask, message);
+      }
+      append(box, [
+        lk.lead ? h("p", {}, to("link.lead", { lead: lk.lead }), lk.lead_done ? to("link.lead_done") : "") : null,
+        items.length ? h("ul", { class: "parts" }, items) : h("p", { class: "muted" }, to("link.none")),
+        lk.sources.length > 1 ? h("p", {}, to("link.sources", { list: lk.sources.map((s) => label("source", s)).join("、") })) : null,
+        form,
+      ]);
+    }).catch(() => append(box, [h("p", { class: "muted" }, to("link.none"))]));
+    return box;
   }
 
   function actionsBar(tk, note) {
