@@ -28,15 +28,39 @@ from api.limits import (
     install_limit_handler,
 )
 from api.live import TicketFeed
+from api.live_view import LiveVideo, live_view_router
 from api.login_throttle import LoginThrottle
-from api.routes import admin, audit, auth, cameras, grants, grids, stats, tickets, tokens, zones
+from api.routes import (
+    admin,
+    audit,
+    auth,
+    camera_import,
+    cameras,
+    dashboard,
+    grants,
+    grids,
+    live_tiles,
+    org,
+    patrol,
+    stats,
+    ticket_parts,
+    tickets,
+    tokens,
+    triage,
+    zone_preview,
+    zones,
+)
 from api.routes.metrics import metrics_router
 from api.schemas import ErrorOut, HealthOut
 from api.settings import ApiSettings
 from api.throttle import install_throttle_handler
+from api.tile_hub import TileHub
+from api.web_app import install_web
 from models.bus.health_board import HealthBoard
 from models.bus.protocol import Bus
 from models.errors import ConfigError
+from models.live.board import TileBoard
+from models.patrol.settings import PatrolSettings
 from models.tickets.desk import TicketDesk
 
 logger = logging.getLogger(__name__)
@@ -45,10 +69,13 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    # geolocation for this origin only: the patroller's check-in page (api/web/pages/patrol.js) reads the position
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(self)",
     # the web UI: own scripts and styles only, frames and images from this origin (snapshots are blobs)
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        # media-src blob: the single view plays a MediaSource through an object URL (api/web/pages/live.js)
+        "media-src 'self' blob:; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
     ),
 }
@@ -79,6 +106,11 @@ def create_app(
     bus: Bus | None = None,
     health_board: HealthBoard | None = None,
     metrics: CollectorRegistry | None = None,
+    live_video: LiveVideo | None = None,
+    zone_previewer: zone_preview.ZonePreviewer | None = None,
+    camera_keyring: camera_import.KeyringSource | None = None,
+    patrol_settings: PatrolSettings | None = None,
+    tile_board: TileBoard | None = None,
 ) -> FastAPI:
     """Build the API around collaborators it is given (settings, a session factory, and optionally a
     login throttle on a shared store such as ``models.throttle_redis.RedisThrottleStore``, the ticket
@@ -88,14 +120,24 @@ def create_app(
             "no JWT signing key: set GRIDPATROL_SECRET_KEY, or start through gridpatrol.signing_key.settings_with_signing_key"
         )
     feed = TicketFeed(bus) if bus is not None else None
+    # wall tiles and snapshots (api/tile_hub.py): the workers' tiles fanned out to this process's viewers
+    tile_hub = (
+        TileHub(tile_board, session_factory=session_factory, health_board=health_board, bus=bus)
+        if tile_board is not None
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if feed is not None:
             feed.start(asyncio.get_running_loop())
+        if tile_hub is not None:
+            tile_hub.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if tile_hub is not None:
+                await tile_hub.stop()
             if feed is not None:
                 feed.stop()
 
@@ -120,7 +162,12 @@ def create_app(
         bus=bus,
         feed=feed,
         health_board=health_board,
+        tile_board=tile_board,
+        tile_hub=tile_hub,
     )
+    app.state.zone_previewer = zone_previewer  # the zone editor's preview (api/routes/zone_preview.py)
+    app.state.camera_keyring = camera_keyring  # camera import encrypts stream URLs (api/routes/camera_import.py)
+    app.state.patrol_settings = patrol_settings or PatrolSettings()  # patrol rules and scoring (api/routes/patrol.py)
     install_error_handlers(app)
     install_throttle_handler(app)
     install_limit_handler(app)
@@ -129,11 +176,17 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token"],
         )
 
     app.add_middleware(RefuseNul)
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes, max_upload_bytes=max_upload_bytes)
+
+    headers = dict(SECURITY_HEADERS)
+    if settings.map_tiles_origin:  # GRIDPATROL_MAP_TILES_URL: the intranet map's tiles under the grid map
+        headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace(
+            "img-src 'self' data: blob:", f"img-src 'self' data: blob: {settings.map_tiles_origin}"
+        )
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -144,7 +197,7 @@ def create_app(
             response = internal_error()
         if request.url.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
-        for k, v in SECURITY_HEADERS.items():
+        for k, v in headers.items():
             response.headers.setdefault(k, v)
         return response
 
@@ -158,6 +211,18 @@ def create_app(
     app.include_router(tickets.router)
     app.include_router(stats.router)
     app.include_router(zones.router)
+    app.include_router(camera_import.router)  # before cameras' /cameras/{camera_id} routes: no clash (POST only)
+    app.include_router(zone_preview.router)
+    app.include_router(dashboard.router)
+    app.include_router(patrol.router)
+    app.include_router(org.router)
+    app.include_router(triage.router)
+    app.include_router(ticket_parts.router)
+    app.include_router(live_tiles.router)
+    app.include_router(live_tiles.websocket_router)
+
+    if live_video is not None:  # the browser live view (api/live_view.py), when this process has a media hub
+        app.include_router(live_view_router(live_video, settings=settings, session_factory=session_factory, bus=bus))
 
     if metrics is not None and settings.metrics_served:  # GRIDPATROL_METRICS_TOKEN, see api/routes/metrics.py
         app.include_router(metrics_router(metrics, token=settings.metrics_token))
@@ -171,4 +236,5 @@ def create_app(
         session.execute(text("SELECT 1"))
         return HealthOut(status="ok", database="ok")
 
+    install_web(app)  # the web UI under / (api/web_app.py): the router's fallback, never shadowing a route
     return app

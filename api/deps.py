@@ -25,25 +25,31 @@ a missing *or* invisible object is the same ``NotFound``, and every look, allowe
 access log.
 
 Authentication: ``Authorization: Bearer <JWT access token>`` from ``POST /api/auth/token``, or a
-long-lived API token ``Bearer gp_...`` (scope ``api:read`` for GET/HEAD, ``api:write`` otherwise).
+long-lived API token ``Bearer gp_...`` (scope ``api:read`` for GET/HEAD, ``api:write`` otherwise), or
+the browser's ``gp_session`` cookie with the ``X-CSRF-Token`` header on writes (api/session_cookies.py).
 ``CredentialDep`` is what the request was authenticated with: a stream (SSE, wall tile) keeps it and
 polls ``models.users.credential_is_live`` every few seconds, stopping when it turns false.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, WebSocket
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.client_address import client_address, parse_networks
 from api.live import TicketFeed
 from api.login_throttle import LoginThrottle
+from api.session_cookies import check_csrf, session_token
 from api.settings import ApiSettings
+from api.tile_hub import TileHub
 from api.tokens import read_access_token
 from models.bus.health_board import HealthBoard
 from models.bus.protocol import Bus
@@ -55,6 +61,7 @@ from models.identity.roles import CENTRE, LENDERS
 from models.identity.stream_guard import StreamGuard
 from models.identity.tokens import API_TOKEN_PREFIX, TokenScope, resolve_api_token
 from models.identity.users import Credential, credential_is_live
+from models.live.board import TileBoard
 from models.tickets.desk import TicketDesk
 
 #: the values of the ``x-access`` OpenAPI extension (see the module docstring)
@@ -112,6 +119,9 @@ class AppState:
     feed: TicketFeed | None = None
     #: where workers post camera health
     health_board: HealthBoard | None = None
+    #: where viewers' demand meets workers' wall tiles (models/live), and this process's fan-out of it
+    tile_board: TileBoard | None = None
+    tile_hub: TileHub | None = None
 
 
 def get_state(request: Request) -> AppState:
@@ -120,6 +130,13 @@ def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_ws_state(websocket: WebSocket) -> AppState:
+    """``get_state`` for WebSocket routes."""
+    state: AppState = websocket.app.state.gridpatrol
+    return state
+
 
 
 def get_session(state: StateDep) -> Iterator[Session]:
@@ -186,9 +203,13 @@ def get_credential(
 ) -> Credential:
     """Check the bearer token on every request: a JWT against the user's token version (a disable or
     password change cuts it), an API token against its row (revoked, expired, scope)."""
-    if not token:
-        raise AuthError("not authenticated")
-    if token.startswith(API_TOKEN_PREFIX):
+    if not token:  # a browser: the access token in the session cookie, writes double-submit the CSRF token
+        token = session_token(request)
+        if not token or token.startswith(API_TOKEN_PREFIX):
+            raise AuthError("not authenticated")
+        if request.method not in SAFE_METHODS:
+            check_csrf(request)
+    elif token.startswith(API_TOKEN_PREFIX):
         needed = TokenScope.api_read if request.method in SAFE_METHODS else TokenScope.api_write
         user, row = resolve_api_token(session, token, scope=needed)
         if session.is_modified(row):
@@ -293,6 +314,8 @@ ConfigurableCamera = Annotated[Camera, Depends(get_configurable_camera)]
 
 
 def _channel(request: Request) -> str:
+    if request.url.path.endswith("/snapshot.jpg"):
+        return "snapshot"
     return "evidence" if "/evidence/" in request.url.path else "api"
 
 
@@ -360,6 +383,24 @@ def get_feed(state: StateDep) -> TicketFeed:
 FeedDep = Annotated[TicketFeed, Depends(get_feed)]
 
 
+def get_tile_board(state: StateDep) -> TileBoard:
+    if state.tile_board is None or state.tile_hub is None:
+        raise Unavailable("snapshots and wall tiles are not served by this process (no tile board)")
+    return state.tile_board
+
+
+TileBoardDep = Annotated[TileBoard, Depends(get_tile_board)]
+
+
+def get_tile_hub(state: StateDep) -> TileHub:
+    if state.tile_hub is None:
+        raise Unavailable("snapshots and wall tiles are not served by this process (no tile board)")
+    return state.tile_hub
+
+
+TileHubDep = Annotated[TileHub, Depends(get_tile_hub)]
+
+
 def get_liveness_check(state: StateDep, credential: CredentialDep) -> Callable[[], bool]:
     """For streams: a check, run every few seconds, that the caller's credential still holds."""
 
@@ -394,3 +435,56 @@ def stream_guard(*, channel: str, object_type: str) -> Callable[..., StreamGuard
 
 #: the guard of the SSE ticket feed (``GET /api/tickets/stream``)
 TicketFeedGuard = Annotated[StreamGuard, Depends(stream_guard(channel="sse", object_type="ticket_feed"))]
+
+
+# --- WebSocket authentication (wall tiles, live view) -------------------------------------------------
+
+#: how long an accepted WebSocket may take to send its ``{"type": "auth"}`` message
+WS_AUTH_TIMEOUT_S = 5.0
+
+
+def credential_for_token(session: Session, token: str, *, secret_key: str) -> Credential:
+    """A read-only channel's credential from a bearer token: a JWT access token checked against the
+    user's token version, or an API token with the ``api:read`` scope (AuthError / AccessDenied)."""
+    if token.startswith(API_TOKEN_PREFIX):
+        user, row = resolve_api_token(session, token, scope=TokenScope.api_read)
+        if session.is_modified(row):
+            session.commit()  # last_used_at, at most once a minute
+        return Credential(
+            user_id=user.id, token_version=user.token_version, api_token_id=row.id, scopes=frozenset(row.scopes),
+            expires_at=row.expires_at,
+        )  # fmt: skip
+    claims = read_access_token(token, secret=secret_key)
+    found = session.get(User, claims.user_id)
+    if found is None or not found.enabled or found.token_version != claims.token_version:
+        raise AuthError("invalid token")
+    return Credential(
+        user_id=claims.user_id, token_version=claims.token_version, expires_at=claims.expires_at
+    )
+
+
+async def websocket_token(websocket: WebSocket, *, timeout_s: float = WS_AUTH_TIMEOUT_S) -> str:
+    """The bearer token of an accepted WebSocket: the ``Authorization: Bearer`` header; else the
+    ``gp_session`` cookie when the page's ``Origin`` is this host (a page on another site cannot ride
+    the cookie); else a first text message ``{"type": "auth", "token": "..."}`` within ``timeout_s``."""
+    scheme, _, value = websocket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    cookie = session_token(websocket)
+    if cookie:
+        origin = websocket.headers.get("origin")
+        if origin is None or urlsplit(origin).netloc != websocket.headers.get("host", ""):
+            raise AuthError("the session cookie is accepted only from this site's own pages")
+        return cookie
+    try:
+        text = await asyncio.wait_for(websocket.receive_text(), timeout=timeout_s)
+    except TimeoutError as err:
+        raise AuthError('not authenticated: send {"type": "auth", "token": "..."} first') from err
+    try:
+        message = json.loads(text)
+    except ValueError:
+        message = None
+    token = message.get("token") if isinstance(message, dict) and message.get("type") == "auth" else None
+    if not isinstance(token, str) or not token:
+        raise AuthError('not authenticated: send {"type": "auth", "token": "..."} first')
+    return token

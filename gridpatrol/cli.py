@@ -24,8 +24,10 @@ from gridpatrol.cli_common import (
     read_json,
     read_text,
 )
+from gridpatrol.cli_gateway import register_gateway_commands
 from gridpatrol.cli_lists import register_list_commands
 from gridpatrol.cli_media import register_media_commands
+from gridpatrol.cli_org import register_org_commands
 from gridpatrol.cli_secrets import camera_keyring, register_secrets_commands
 from gridpatrol.cli_status import register_status_command
 from gridpatrol.settings import Settings
@@ -144,16 +146,32 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request on stdout as one JSON object (off by default)")
     ] = False,
+    gateway: Annotated[
+        bool, typer.Option(help="Run the RTSP gateway in this process (GRIDPATROL_GATEWAY_HOST/PORT, default 8554)")
+    ] = True,
 ) -> None:
-    """Run GridPatrol in one process: API, ticketer and a camera worker (SQLite and an in-process bus
-    by default; PostgreSQL/Redis when configured)."""
+    """Run GridPatrol in one process: API, ticketer, a camera worker and the RTSP gateway (SQLite and an
+    in-process bus by default; PostgreSQL/Redis when configured)."""
     run_everything(
-        load_settings(), host=host, port=port, with_worker=worker, with_ticketer=ticketer, access_log=access_log
+        load_settings(),
+        host=host,
+        port=port,
+        with_worker=worker,
+        with_ticketer=ticketer,
+        access_log=access_log,
+        with_gateway=gateway,
     )
 
 
 def run_everything(
-    settings: Settings, *, host: str, port: int, with_worker: bool, with_ticketer: bool, access_log: bool = False
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    with_worker: bool,
+    with_ticketer: bool,
+    access_log: bool = False,
+    with_gateway: bool = False,
 ) -> None:
     from prometheus_client import CollectorRegistry
 
@@ -172,7 +190,12 @@ def run_everything(
         fail(str(err))
     cam_worker = None
     ticketer = None
+    gateway = None
     try:
+        if with_gateway:
+            from gridpatrol.cli_gateway import gateway_settings, start_gateway_thread
+
+            gateway = start_gateway_thread(runtime, settings, gateway_settings())
         if with_ticketer:
             ticketer = runtime.start_ticketer()
         if with_worker:
@@ -187,8 +210,17 @@ def run_everything(
             TicketerCollector(ticketer).register(metrics)
         if cam_worker is not None:
             HealthCollector(cam_worker.supervisor.health).register(metrics)
+        if gateway is not None:
+            from gridpatrol.gateway import GatewayCollector
+
+            GatewayCollector(gateway.gateway).register(metrics)
         try:
-            api = runtime.build_api(metrics=metrics)
+            live = None
+            if gateway is not None:  # the browser live view shares the gateway's media hub
+                from gridpatrol.live_view import threaded_live_video
+
+                live = threaded_live_video(gateway)
+            api = runtime.build_api(metrics=metrics, live_video=live)
         except GridPatrolError as err:
             fail(str(err))
         serve_http(api, listeners, settings=settings, access_log=access_log)
@@ -197,6 +229,8 @@ def run_everything(
             sock.close()
         if cam_worker is not None:
             cam_worker.stop()
+        if gateway is not None:
+            gateway.stop()
         runtime.close()
 
 
@@ -299,10 +333,14 @@ def demo(
             prepare_demo(session, demo_dir)
     except GridPatrolError as err:
         fail(str(err))
+    from gridpatrol.cli_gateway import gateway_settings
+
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     gridpatrol = Path(sys.executable).parent / "gridpatrol"
+    gconf = gateway_settings()
     banner = demo_banner(
         base_url=f"http://{f'[{local}]' if ':' in local else local}:{port}",
+        rtsp_url=f"rtsp://{gconf.host}:{gconf.port}",
         demo_dir=demo_dir,
         database_url=database_url,
         gridpatrol=str(gridpatrol) if gridpatrol.is_file() else "gridpatrol",
@@ -311,7 +349,9 @@ def demo(
     )
     print(banner, flush=True)
     # every request on stdout would bury the banner: the access log stays off (serve --access-log has it)
-    run_everything(settings, host=host, port=port, with_worker=True, with_ticketer=True, access_log=False)
+    run_everything(
+        settings, host=host, port=port, with_worker=True, with_ticketer=True, access_log=False, with_gateway=True
+    )
 
 
 # --- zones ---------------------------------------------------------------------------------------------
@@ -375,6 +415,8 @@ register_list_commands(app, cameras_app=cameras_app, grids_app=grids_app, users_
 register_status_command(app)
 register_secrets_commands(app)
 register_bus_commands(app)
+register_org_commands(app)
+register_gateway_commands(app)
 
 
 def main() -> None:

@@ -25,7 +25,9 @@ from gridpatrol.ticketer import Ticketer, run_webhooks
 from models.bus.health_board import HealthBoard, make_health_board
 from models.bus.protocol import Bus, make_bus
 from models.db.engine import make_engine, make_session_factory, upgrade
+from models.errors import ConfigError
 from models.evidence.store import FileEvidenceStore
+from models.live.board import MemoryTileBoard, TileBoard, make_tile_board
 from models.secrets import ensure_private_dir
 from models.tickets.desk import TicketDesk
 
@@ -33,7 +35,10 @@ if TYPE_CHECKING:  # the worker pulls in the detectors: imported only by process
     from fastapi import FastAPI
     from prometheus_client import CollectorRegistry
 
+    from api.live_view import LiveVideo
     from gridpatrol.worker import Worker
+    from gridpatrol.zone_preview import ZonePreviewService
+    from models.grid.credentials import CredentialKeyring
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ class Runtime:
     evidence: FileEvidenceStore
     desk: TicketDesk
     health_board: HealthBoard
+    #: wall tiles and snapshots: viewers' demand to the workers, their tiles back (models/live)
+    tile_board: TileBoard = field(default_factory=MemoryTileBoard)
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -65,12 +72,14 @@ class Runtime:
             evidence=evidence,
             desk=TicketDesk(settings.tickets, evidence=evidence),
             health_board=make_health_board(settings.storage.redis_url, namespace=settings.storage.bus_namespace),
+            tile_board=make_tile_board(settings.storage.redis_url, namespace=settings.storage.bus_namespace),
         )
 
-    def build_api(self, *, metrics: CollectorRegistry | None = None) -> FastAPI:
+    def build_api(self, *, metrics: CollectorRegistry | None = None, live_video: LiveVideo | None = None) -> FastAPI:
         """The API app as ``serve`` runs it. ``settings`` must have passed through
         ``gridpatrol.signing_key.settings_with_signing_key`` (``create_app`` refuses an app without a key)."""
         from api.app import create_app
+        from models.grid.credentials import prepare_credentials
 
         throttle = None
         url = self.settings.storage.redis_url
@@ -88,7 +97,36 @@ class Runtime:
             desk=self.desk,
             bus=self.bus,
             health_board=self.health_board,
+            tile_board=self.tile_board,
             metrics=metrics,
+            zone_previewer=self.zone_previewer(),
+            live_video=live_video,
+            # camera import from the UI stores stream URLs encrypted, as `gridpatrol cameras import` does
+            camera_keyring=lambda: prepare_credentials(
+                self.factory, self.settings.credentials, data_dir=self.settings.storage.data_dir
+            ),
+        )
+
+    def zone_previewer(self) -> ZonePreviewService:
+        """The zone editor's preview: the workers' detector backend over ``<data dir>/clips`` or the live stream."""
+        from gridpatrol.analyze import backend_config
+        from gridpatrol.zone_preview import ZonePreviewService
+        from models.grid.credentials import load_keyring
+
+        settings = self.settings
+
+        def keyring() -> CredentialKeyring | None:
+            try:
+                return load_keyring(settings.credentials, data_dir=settings.storage.data_dir)
+            except ConfigError:
+                return None  # plain URLs (or none): camera_secret says which camera it cannot read
+
+        return ZonePreviewService(
+            clips_dir=settings.storage.data_dir / "clips",
+            backend=lambda: backend_config(settings.worker.detector_backend, settings.worker.detector_model, models_dir=settings.models_dir),
+            session_factory=self.factory,
+            keyring=keyring,
+            tz=settings.worker.tz,
         )
 
     def spawn(self, name: str, target: Callable[..., object], *args: object) -> None:
@@ -112,6 +150,12 @@ class Runtime:
         self.spawn("ticketer", ticketer.run, self.stop)
         if self.settings.tickets.webhook_urls:
             self.spawn("webhooks", lambda: run_webhooks(self.factory, secret=self.settings.tickets.webhook_secret, stop=self.stop))
+        # patrol tasks from the points' schedules, missed tasks, weekly and monthly reports (idempotent)
+        from gridpatrol.patrol_jobs import PatrolJobs, run_patrol_jobs
+        from models.patrol.settings import PatrolSettings
+
+        jobs = PatrolJobs(self.factory, PatrolSettings(), webhook_urls=list(self.settings.tickets.webhook_urls))
+        self.spawn("patrol", run_patrol_jobs, jobs, self.stop)
         return ticketer
 
     def start_worker(self, *, capacity: int | None = None) -> Worker:
@@ -119,6 +163,7 @@ class Runtime:
         from gridpatrol.worker import Worker
         from ingest.leases import MemoryLeaseStore, RedisLeaseStore
         from models.grid.credentials import prepare_credentials
+        from models.live.publisher import TilePublisher
 
         ingest = self.settings.ingest
         if capacity is not None:
@@ -142,6 +187,7 @@ class Runtime:
             # the key, and plain-text URLs of older versions encrypted, before any camera is read
             credentials=prepare_credentials(self.factory, self.settings.credentials, data_dir=self.settings.storage.data_dir),
             timezone=self.settings.worker.tz,
+            tiles=TilePublisher(self.tile_board, worker_id=process_name("worker")),
         )
         return worker.start()
 
@@ -150,6 +196,7 @@ class Runtime:
         for t in self.threads:
             t.join(timeout=10)
         self.bus.close()
+        self.tile_board.close()
         self.engine.dispose()
 
 
@@ -200,7 +247,11 @@ def serve_http(app: FastAPI, listeners: list[socket.socket], *, settings: Settin
     for sock in listeners:
         host, port = sock.getsockname()[:2]
         logger.info("serving on http://%s:%d", f"[{host}]" if ":" in host else host, port)
-    uvicorn.Server(config).run(sockets=listeners)
+    # uvicorn re-raises the SIGTERM/SIGINT it caught once it has shut down: with our handler in place the
+    # re-raised signal only sets an event, so the caller's cleanup runs (worker leases released, gateway
+    # sessions' end written to the access log) instead of the process dying with 143
+    with stop_on_signals(threading.Event()):
+        uvicorn.Server(config).run(sockets=listeners)
 
 
 def process_name(role: str) -> str:

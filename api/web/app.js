@@ -38,6 +38,8 @@ const ROUTES = [
   { pattern: "/patrol/points", module: "patrol_points", nav: "patrol" },
   { pattern: "/patrol", module: "patrol", nav: "patrol" },
   { pattern: "/evaluation", module: "evaluation", nav: "evaluation" },
+  { pattern: "/triage", module: "triage", nav: "triage" },
+  { pattern: "/department", module: "department", nav: "department" },
 ];
 
 const NAV = [
@@ -49,10 +51,13 @@ const NAV = [
   { id: "patrol", hash: "#/patrol", key: "nav.patrol", roles: ["patroller", "grid_leader"] },
   { id: "patrol", hash: "#/patrol/points", key: "nav.patrol_points", roles: ["admin", "operator", "manager"] },
   { id: "evaluation", hash: "#/evaluation", key: "nav.evaluation" },
+  { id: "triage", hash: "#/triage", key: "nav.triage", roles: ["admin", "operator"] },
+  { id: "department", hash: "#/department", key: "nav.department", roles: ["department"] },
 ];
 
 /** The home page of a role: patrollers work on tickets, everyone else starts at the wall. */
 function homeOf(me) {
+  if (me && me.role === "department") return "#/department";
   return me && me.role === "patroller" ? "#/tickets" : "#/wall";
 }
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -75,6 +76,8 @@ class Role(enum.StrEnum):
     manager = "manager"
     grid_leader = "grid_leader"
     patroller = "patroller"
+    #: a functional department's handler or head (职能部门): sees the tickets it has a part in
+    department = "department"
 
 
 class ZoneKind(enum.StrEnum):
@@ -403,3 +406,279 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+# --- patrol and evaluation (migration 0006) ---------------------------------------------------------
+
+
+class PatrolPoint(Base):
+    """A place a grid's patrollers must visit (巡查点): where, how close, what to check, how often, when."""
+
+    __tablename__ = "patrol_points"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grid_nodes.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    radius_m: Mapped[float] = mapped_column(Float, default=50.0)
+    checklist: Mapped[str] = mapped_column(Text, default="")
+    #: daily | weekly (on ``weekdays``, 0 = Monday)
+    frequency: Mapped[str] = mapped_column(String(16), default="daily")
+    weekdays: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: local time of day "HH:MM" (the installation's time zone) during which a check-in counts
+    window_start: Mapped[str] = mapped_column(String(5), default="08:00")
+    window_end: Mapped[str] = mapped_column(String(5), default="18:00")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    grid: Mapped[GridNode] = relationship(lazy="joined")
+
+
+class PatrolTask(Base):
+    """One patroller's visit to one point on one local day (巡查任务); unique, so schedules are idempotent."""
+
+    __tablename__ = "patrol_tasks"
+    __table_args__ = (
+        UniqueConstraint("point_id", "patroller_id", "day"),
+        Index("ix_patrol_tasks_patroller_day", "patroller_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    point_id: Mapped[int] = mapped_column(ForeignKey("patrol_points.id", ondelete="CASCADE"), index=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grid_nodes.id", ondelete="CASCADE"), index=True)
+    patroller_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    #: the local day, "YYYY-MM-DD"
+    day: Mapped[str] = mapped_column(String(10))
+    window_start_at: Mapped[datetime] = mapped_column()
+    window_end_at: Mapped[datetime] = mapped_column(index=True)
+    #: pending | done | missed
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    done_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    point: Mapped[PatrolPoint] = relationship(lazy="joined")
+
+
+class CheckIn(Base):
+    """The accepted check-in (签到) of a task: position, the browser's accuracy, distance, photo. One per task."""
+
+    __tablename__ = "patrol_checkins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("patrol_tasks.id", ondelete="CASCADE"), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+    distance_m: Mapped[float] = mapped_column(Float)
+    photo_key: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class PatrolCase(Base):
+    """A case (ticket) raised from a patrol task or a video patrol: the link that makes it traceable."""
+
+    __tablename__ = "patrol_cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), unique=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("patrol_tasks.id", ondelete="CASCADE"), index=True)
+    video_patrol_id: Mapped[int | None] = mapped_column(ForeignKey("video_patrols.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VideoPatrol(Base):
+    """One video patrol tour (视频巡查) of a viewer's cameras on the wall."""
+
+    __tablename__ = "video_patrols"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+
+class VideoPatrolView(Base):
+    """Time spent on one camera during a tour; heartbeats add to ``seconds`` (a relative update)."""
+
+    __tablename__ = "video_patrol_views"
+    __table_args__ = (UniqueConstraint("patrol_id", "camera_id", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patrol_id: Mapped[int] = mapped_column(ForeignKey("video_patrols.id", ondelete="CASCADE"), index=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), index=True)
+    #: the local day of the view, "YYYY-MM-DD" (coverage is counted per camera and day)
+    day: Mapped[str] = mapped_column(String(10))
+    first_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Callback(Base):
+    """A satisfaction callback (回访) on a closed ticket; one per closing, so two at once cannot both count."""
+
+    __tablename__ = "ticket_callbacks"
+    __table_args__ = (UniqueConstraint("ticket_id", "closed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    #: the closing this callback rates (a reopened and closed-again ticket gets a new callback)
+    closed_at: Mapped[datetime] = mapped_column()
+    #: satisfied | basically_satisfied | dissatisfied
+    result: Mapped[str] = mapped_column(String(24))
+    note: Mapped[str] = mapped_column(Text, default="")
+    #: centre | hotline
+    channel: Mapped[str] = mapped_column(String(16), default="centre")
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reopened: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class EvaluationReport(Base):
+    """A generated ranking report (考核排名通报), its spreadsheet and printable page kept for download."""
+
+    __tablename__ = "evaluation_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: weekly | monthly | custom
+    period: Mapped[str] = mapped_column(String(16))
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime] = mapped_column()
+    #: "weekly:2026-11-23" for a scheduled report (unique: one per period whoever generates it), else NULL
+    schedule_key: Mapped[str | None] = mapped_column(String(40), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    xlsx: Mapped[bytes] = mapped_column(LargeBinary)
+    html: Mapped[str] = mapped_column(Text)
+    generated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    generated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- linkage: departments, ticket parts, triage, police clues (migration 0007) ------------------------
+
+
+class Department(Base):
+    """A functional department (职能部门) beside the grid tree: law enforcement, fire and rescue, police..."""
+
+    __tablename__ = "departments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: law_enforcement | market | fire_rescue | police | transport | environment | other
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    #: time a part of this department has to be accepted / resolved
+    accept_within_s: Mapped[int] = mapped_column(Integer, default=1800)
+    resolve_within_s: Mapped[int] = mapped_column(Integer, default=4 * 3600)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DepartmentArea(Base):
+    """One grid node of a department's jurisdiction (its whole subtree is covered)."""
+
+    __tablename__ = "department_areas"
+    __table_args__ = (UniqueConstraint("department_id", "grid_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id", ondelete="CASCADE"), index=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grid_nodes.id", ondelete="CASCADE"), index=True)
+
+    grid: Mapped[GridNode] = relationship(lazy="joined")
+
+
+class DepartmentMember(Base):
+    """A user of role ``department`` and the one department they work for (head or handler)."""
+
+    __tablename__ = "department_members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id", ondelete="CASCADE"), index=True)
+    is_head: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class TicketPart(Base):
+    """A department's co-handling part of a ticket (协办): its own state, deadlines, notes and photos.
+    One per ticket and department; a rejected part is dispatched again, not duplicated."""
+
+    __tablename__ = "ticket_parts"
+    __table_args__ = (UniqueConstraint("ticket_id", "department_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id", ondelete="CASCADE"), index=True)
+    #: dispatched | accepted | resolved | rejected
+    state: Mapped[str] = mapped_column(String(16), default="dispatched", index=True)
+    #: centre | rule | request
+    origin: Mapped[str] = mapped_column(String(16), default="centre")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    handler_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    photos: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    dispatched_at: Mapped[datetime] = mapped_column(default=utcnow)
+    accept_by: Mapped[datetime] = mapped_column()
+    resolve_by: Mapped[datetime] = mapped_column()
+    accepted_at: Mapped[datetime | None] = mapped_column()
+    resolved_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    department: Mapped[Department] = relationship(lazy="joined")
+
+
+class LinkageRequest(Base):
+    """A grid leader's request for linkage (请求联动) on their ticket, answered by the centre or a rule."""
+
+    __tablename__ = "linkage_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    #: the department kind asked for (law_enforcement for "needs enforcement")
+    kind: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    #: pending | answered | declined
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    part_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_parts.id", ondelete="SET NULL"))
+    answered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    answered_at: Mapped[datetime | None] = mapped_column()
+    answer_note: Mapped[str] = mapped_column(Text, default="")
+
+
+class TicketMerge(Base):
+    """A duplicate case merged into a kept ticket (same place, same problem): both sources stay on record."""
+
+    __tablename__ = "ticket_merges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    merged_ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), unique=True)
+    source: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PoliceClue(Base):
+    """A public-security clue (治安线索): seen only by its reporter and the police station of the place."""
+
+    __tablename__ = "police_clues"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid_nodes.id", ondelete="SET NULL"))
+    #: the police station covering the place (NULL: no station covers it; the reporter alone sees it)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id", ondelete="SET NULL"), index=True)
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    description: Mapped[str] = mapped_column(Text)
+    photos: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: new | received | closed
+    state: Mapped[str] = mapped_column(String(16), default="new")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

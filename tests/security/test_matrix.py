@@ -40,6 +40,7 @@ from api.settings import ApiSettings
 from models.db.engine import transaction
 from models.db.tables import User, utcnow
 from models.identity.tokens import issue_refresh_token
+from tests.security import org_matrix, patrol_matrix
 from tests.security.world import GRANTEE, SECRET, World, json_of, stream_status
 from tests.support import sample
 
@@ -155,6 +156,24 @@ def _point(c: Call) -> tuple[float, float]:
     return sample.point_in(c.target or "G1")
 
 
+MATRIX_LANE = {"name": "lane", "kind": "fire_lane", "polygon": [[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]]}
+
+
+def _unserved(want: Expect) -> Expect:
+    """The route's access check passed (2xx expected): without a previewer the answer is then 503."""
+    if want == OK:
+        return frozenset({OK, 503})
+    return want
+
+
+def _saved_zones(c: Call) -> int:
+    """A saved zones version of the target camera (the one a restore brings back)."""
+    from models.grid.zones import save_zones
+
+    with transaction(c.world.factory) as s:
+        return save_zones(s, c.world.camera_ids[c.camera], {"zones": [MATRIX_LANE]}, author=None).version
+
+
 CASES: dict[str, Case] = {
     "GET /api/tickets/stream": Case(stream=True),
     "POST /api/tickets": Case(
@@ -206,6 +225,19 @@ CASES: dict[str, Case] = {
         targeted=True,
     ),
     "POST /api/tokens": Case(lambda c: {"json": {"name": "matrix", "scopes": ["api:read"]}}),
+    # the zone editor (api/routes/zone_preview.py); the matrix app has no previewer: 503 once access passed
+    "POST /api/cameras/{camera_id}/zones/preview": Case(
+        lambda c: {"json": {"document": {"zones": [MATRIX_LANE]}, "source": {"kind": "clip", "clip": "m.mp4"}}},
+        expect=lambda kind, caller, target: _unserved(expected(kind, caller, target)),
+    ),
+    "POST /api/cameras/{camera_id}/zones/restore": Case(lambda c: {"json": {"version": _saved_zones(c)}}),
+    # camera import (api/routes/camera_import.py); the matrix app has no credentials key: 503 once access passed
+    "POST /api/cameras/import": Case(
+        lambda c: {"json": {"text": "name,url,lon,lat\nmatrix-cam,rtsp://10.0.0.9/s,118.705,32.105\n"}},
+        expect=lambda kind, caller, target: _unserved(expected(kind, caller, target)),
+    ),
+    # snapshots (api/routes/live_tiles.py): the matrix app has no tile board, so 503 once access passed
+    "GET /api/cameras/{camera_id}/snapshot.jpg": Case(expect=lambda kind, caller, target: _unserved(expected(kind, caller, target))),
 }
 
 
@@ -318,6 +350,9 @@ def _row(
     return dict(locals())
 
 
+#: allowed, but the matrix app serves no zone preview (no previewer passed in): 503 after the access check
+AU = frozenset({A, 503})
+
 #: the rights of each role, in the README's words
 #: - everyone logged in: reads what they see (lists are filtered; an unseen camera/ticket is 404)
 #: - admin, operator: see everything, configure cameras and zones; admin: users, others' tokens, audit
@@ -341,6 +376,12 @@ POLICY: dict[str, dict[str, Cell]] = {
     "GET /api/cameras/{camera_id}/health": SEE,
     "GET /api/cameras/{camera_id}/zones": SEE,
     "PUT /api/cameras/{camera_id}/zones": CONFIGURE,
+    "GET /api/cameras/{camera_id}/zones/versions": SEE,
+    "POST /api/cameras/{camera_id}/zones/restore": CONFIGURE,
+    "POST /api/cameras/{camera_id}/zones/preview": _row(U, AU, AU, F, N, F, N, F, N, AU, F),
+    "POST /api/cameras/import": _row(U, AU, AU, F, F, F, F, F, F, AU, F),
+    # a camera's still picture: whoever sees the camera (503 here: no tile board, see AU)
+    "GET /api/cameras/{camera_id}/snapshot.jpg": _row(U, AU, AU, AU, N, AU, N, AU, N, AU, AU),
     "GET /api/tickets": LIST,
     "GET /api/tickets/stream": ANY_READ,
     "GET /api/tickets/{ticket_id}": SEE,
@@ -379,6 +420,14 @@ POLICY: dict[str, dict[str, Cell]] = {
 SENSITIVE = re.compile(r"^/api/(cameras|tickets|grants|audit|tokens|me|admin/(users|tokens))(\.csv)?(/|$)")
 #: (route, column) where the code answers otherwise than the policy: reported to the lead, xfail(strict)
 DISAGREEMENTS: dict[tuple[str, str], str] = {}
+
+# the patrol and evaluation routes (their objects, bodies and policy: tests/security/patrol_matrix.py)
+PARAMS.update(patrol_matrix.PARAMS)
+TARGETED_PARAMS = TARGETED_PARAMS | patrol_matrix.TARGETED
+CASES.update({key: Case(**kwargs) for key, kwargs in patrol_matrix.CASES.items()})
+POLICY.update({key: _row(*cells) for key, cells in patrol_matrix.POLICY.items()})
+# the linkage routes and the department role on every route (tests/security/org_matrix.py)
+org_matrix.extend(globals())
 
 
 def test_every_sensitive_route_has_a_row_in_the_written_policy() -> None:
