@@ -173,7 +173,14 @@ def second_shell_env(demo_dir: Path, database_url: str) -> list[str]:
 
 
 def demo_banner(
-    *, base_url: str, demo_dir: Path, database_url: str, gridpatrol: str, accept_within_s: int, resolve_within_s: int
+    *,
+    base_url: str,
+    rtsp_url: str,
+    demo_dir: Path,
+    database_url: str,
+    gridpatrol: str,
+    accept_within_s: int,
+    resolve_within_s: int,
 ) -> str:
     """What the demo prints before it starts: where to look, who to log in as, what happens, what to type."""
     rule = "=" * 100
@@ -189,7 +196,9 @@ def demo_banner(
     env = "\n".join(f"    {line}" for line in second_shell_env(demo_dir, database_url))
     return f"""{rule}
 GridPatrol demo · 江北新区 (2 streets, 3 grids, {len(DEMO_SPOTS)} simulated cameras; data in {demo_dir.resolve()})
-  Open {base_url}/docs (the API with its docs; Authorize with any user below) · health: {base_url}/healthz
+  Open {base_url}/ (the web UI: 视频墙, 工单, 数字云图; log in as any user below)
+  The API with its docs: {base_url}/docs · health: {base_url}/healthz
+  RTSP players (VLC, ffplay): {rtsp_url}/cameras/ID with a user's name and password
 
   !!! DEMO CREDENTIALS: every user's password is '{DEMO_PASSWORD}', published in the source, and logins
   !!! are signed with the demo's published key, which every environment but GRIDPATROL_ENVIRONMENT=demo
