@@ -49,10 +49,12 @@ def _fuzz_operation(world: World, operation: Any, headers: dict[str, str]) -> li
         except Exception as err:  # the test client re-raises what the app did not handle: a 500
             failures.append(f"{operation.label}: unhandled {type(err).__name__}: {str(err)[:300]}")
             return
+        # a 503 with our error body is a deliberate "not available here" (no worker reads the camera, no
+        # credentials key for an import, no previewer in this app), not a crash: its body is still checked
+        deliberate = response.status_code == 503 and "error" in (response.json() if response.content else {})
+        checks = [response_schema_conformance, content_type_conformance]
         try:
-            case.validate_response(
-                response, checks=[not_a_server_error, response_schema_conformance, content_type_conformance]
-            )
+            case.validate_response(response, checks=checks if deliberate else [not_a_server_error, *checks])
         except Exception as err:  # collect every operation's failure, not only the first
             failures.append(f"{operation.label}: {response.status_code} {type(err).__name__}: {str(err)[:500]}")
 
