@@ -7,6 +7,10 @@ import * as L from "/vendor/leaflet/leaflet-src.esm.js";
 import { h, replace } from "../dom.js";
 import { tb, useStyles } from "../i18n_b.js";
 
+// no zoom or fade animations: there is no base map to animate, and Leaflet throws (_leaflet_pos) when a
+// page leaves (map.remove()) in the middle of one
+const STILL = { zoomAnimation: false, fadeAnimation: false, markerZoomAnimation: false };
+
 const STATUS_COLOUR = { online: "#2f9e44", reconnecting: "#f08c00", offline: "#868e96", disabled: "#495057" };
 
 /** Fill colour of a grid by its open tickets (never colour alone: the popup and the list say the count). */
@@ -18,7 +22,7 @@ export function openColour(open) {
 /** Draw the map into `container`; returns {map, destroy}. `features` is the FeatureCollection. */
 export function drawMap(container, ctx, collection, { onGrid } = {}) {
   useStyles("/vendor/leaflet/leaflet.css");
-  const map = L.map(container, { attributionControl: false, zoomSnap: 0.25, keyboard: true });
+  const map = L.map(container, { attributionControl: false, zoomSnap: 0.25, keyboard: true, ...STILL });
   if (collection.tiles_url) L.tileLayer(collection.tiles_url, { maxZoom: 20 }).addTo(map);
   const grids = collection.features.filter((f) => f.properties.layer === "grid");
   const leaves = grids.filter((f) => f.properties.kind === "grid");

@@ -6,6 +6,10 @@ import { ApiError, csrfToken, CSRF_HEADER, fileAsDataUrl } from "../api.js";
 import { h, field, replace, select, toast } from "../dom.js";
 import { tp } from "../i18n_patrol.js";
 
+// no zoom or fade animations: there is no base map to animate, and Leaflet throws (_leaflet_pos) when a
+// page leaves (map.remove()) in the middle of one
+const STILL = { zoomAnimation: false, fadeAnimation: false, markerZoomAnimation: false };
+
 const CATEGORIES = ["road_occupation", "fire_lane_blockage", "crowding", "other"];
 const STATE_COLOUR = { pending: "#b26a00", done: "#2e7d32", missed: "#c62828" };
 
@@ -266,7 +270,7 @@ export async function mount(root, ctx) {
         document.head.append(Object.assign(document.createElement("link"), { rel: "stylesheet", href: "/vendor/leaflet/leaflet.css" }));
       }
       if (mapHandle) mapHandle.remove();
-      mapHandle = L.map(box, { attributionControl: false });
+      mapHandle = L.map(box, { attributionControl: false, ...STILL });
       const circle = L.circle([p.lat, p.lon], { radius: p.radius_m, color: "#0b5cad" }).addTo(mapHandle).bindTooltip(p.name);
       const bounds = circle.getBounds();
       if (position) {

@@ -6,6 +6,10 @@ import { ApiError } from "../api.js";
 import { h, field, replace, select, toast } from "../dom.js";
 import { tp } from "../i18n_patrol.js";
 
+// no zoom or fade animations: there is no base map to animate, and Leaflet throws (_leaflet_pos) when a
+// page leaves (map.remove()) in the middle of one
+const STILL = { zoomAnimation: false, fadeAnimation: false, markerZoomAnimation: false };
+
 const EMPTY = { name: "", lon: "", lat: "", radius_m: 50, checklist: "", frequency: "daily", weekdays: [], window_start: "08:00", window_end: "18:00", enabled: true };
 
 export async function mount(root, ctx) {
@@ -78,7 +82,7 @@ export async function mount(root, ctx) {
     if (!document.querySelector('link[href="/vendor/leaflet/leaflet.css"]')) {
       document.head.append(Object.assign(document.createElement("link"), { rel: "stylesheet", href: "/vendor/leaflet/leaflet.css" }));
     }
-    map = L.map(mapBox, { attributionControl: false });
+    map = L.map(mapBox, { attributionControl: false, ...STILL });
     map.setView([32.1, 118.7], 13);
     try {
       const tiles = localStorage.getItem("gp.map.tiles") || "";
