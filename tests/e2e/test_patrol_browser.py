@@ -33,7 +33,7 @@ from tests.support import sample
 from tests.support.databases import sqlite_copy
 from tests.support.patrol import jpeg, make_point, point
 from tests.support.procs import free_port
-from tests.support.require import require
+from tests.support.require import require, require_module
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -58,7 +58,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> Iterator[Served]:
     require(CHROMIUM.exists(), "Debian chromium (/usr/bin/chromium)")
-    pytest.importorskip("playwright.sync_api")
+    require_module("playwright.sync_api", "playwright (the dev extra)")
     require((Path(__file__).parents[2] / "api/web/app.js").exists(), "the web UI shell (api/web/app.js)")
     folder = tmp_path_factory.mktemp("patrol-ui")
     factory = make_session_factory(make_engine(sqlite_copy(_sqlite_template, folder)))

@@ -30,7 +30,7 @@ from tests.support import sample
 from tests.support.org import seed_org
 from tests.support.patrol import jpeg, user
 from tests.support.procs import free_port
-from tests.support.require import require
+from tests.support.require import require, require_module
 
 __all__ = ["browser"]
 
@@ -38,7 +38,7 @@ __all__ = ["browser"]
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> Iterator[Served]:
     require(CHROMIUM.exists(), "Debian chromium (/usr/bin/chromium)")
-    pytest.importorskip("playwright.sync_api")
+    require_module("playwright.sync_api", "playwright (the dev extra)")
     from tests.support.databases import sqlite_copy
 
     folder = tmp_path_factory.mktemp("triage-ui")

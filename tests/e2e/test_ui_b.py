@@ -43,7 +43,7 @@ from tests.conftest import TEST_SECRET, seed
 from tests.support import sample
 from tests.support.databases import sqlite_copy
 from tests.support.procs import free_port
-from tests.support.require import require
+from tests.support.require import require, require_module
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -82,7 +82,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> Iterator[Served]:
     require(CHROMIUM.exists(), "Debian chromium (/usr/bin/chromium)")
-    pytest.importorskip("playwright.sync_api")
+    require_module("playwright.sync_api", "playwright (the dev extra)")
     folder = tmp_path_factory.mktemp("ui-b")
     factory = make_session_factory(make_engine(sqlite_copy(_sqlite_template, folder)))
     seed(factory, folder)

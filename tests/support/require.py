@@ -6,6 +6,7 @@ missing must fail, so that a green CI run means the real thing was exercised.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -22,3 +23,12 @@ def require(ok: bool, what: str) -> None:
     if in_ci():
         pytest.fail(f"required component missing under CI: {what}", pytrace=False)
     pytest.skip(f"component missing: {what}")
+
+
+def require_module(name: str, what: str) -> None:
+    """``pytest.importorskip`` that fails under CI like :func:`require` (a missing package is a missing
+    component, not a reason to skip there)."""
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        require(False, what)
