@@ -138,7 +138,6 @@ def get_ws_state(websocket: WebSocket) -> AppState:
     return state
 
 
-
 def get_session(state: StateDep) -> Iterator[Session]:
     """One session per request, committed once when the route returns: its changes and the access
     records of what it showed go in together (a refusal commits its own record before answering)."""
@@ -220,13 +219,18 @@ def get_credential(
         )
         _check_privilege_scope(request, session, request.state.credential, user.username)
         return request.state.credential  # type: ignore[no-any-return]
-    claims = read_access_token(token, secret=state.settings.secret_key)
-    user_id, token_version = claims.user_id, claims.token_version
-    found = session.get(User, user_id)
-    if found is None or not found.enabled or found.token_version != token_version:
-        raise AuthError("invalid token")
-    request.state.credential = Credential(user_id=user_id, token_version=token_version, expires_at=claims.expires_at)
+    request.state.credential = _jwt_credential(session, token, secret_key=state.settings.secret_key)
     return request.state.credential  # type: ignore[no-any-return]
+
+
+def _jwt_credential(session: Session, token: str, *, secret_key: str) -> Credential:
+    """A JWT access token's credential, checked against the user's token version (a disable or a
+    password change cuts every earlier token)."""
+    claims = read_access_token(token, secret=secret_key)
+    found = session.get(User, claims.user_id)
+    if found is None or not found.enabled or found.token_version != claims.token_version:
+        raise AuthError("invalid token")
+    return Credential(user_id=claims.user_id, token_version=claims.token_version, expires_at=claims.expires_at)
 
 
 CredentialDep = Annotated[Credential, Depends(get_credential)]
@@ -454,13 +458,7 @@ def credential_for_token(session: Session, token: str, *, secret_key: str) -> Cr
             user_id=user.id, token_version=user.token_version, api_token_id=row.id, scopes=frozenset(row.scopes),
             expires_at=row.expires_at,
         )  # fmt: skip
-    claims = read_access_token(token, secret=secret_key)
-    found = session.get(User, claims.user_id)
-    if found is None or not found.enabled or found.token_version != claims.token_version:
-        raise AuthError("invalid token")
-    return Credential(
-        user_id=claims.user_id, token_version=claims.token_version, expires_at=claims.expires_at
-    )
+    return _jwt_credential(session, token, secret_key=secret_key)
 
 
 async def websocket_token(websocket: WebSocket, *, timeout_s: float = WS_AUTH_TIMEOUT_S) -> str:
