@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
@@ -29,7 +28,7 @@ from models.patrol.settings import PatrolSettings
 from models.tickets.categories import TicketSettings
 from models.tickets.desk import TicketDesk
 from tests.conftest import TEST_SECRET, seed
-from tests.support import sample
+from tests.support.browser import LoggedInPage
 from tests.support.databases import sqlite_copy
 from tests.support.patrol import jpeg, make_point, point
 from tests.support.procs import free_port
@@ -111,37 +110,11 @@ def browser(served: Served) -> Iterator[Any]:
             b.close()
 
 
-class Ui:
-    """One logged-in page; requests to any other origin are aborted and recorded."""
+class Ui(LoggedInPage):
+    """One logged-in page of this module's app (full-page screenshots)."""
 
     def __init__(self, browser: Any, served: Served, username: str, **context: Any) -> None:
-        self.origin, self.base = urlsplit(served.base).netloc, served.base
-        self.outside: list[str] = []
-        self.errors: list[str] = []
-        self.context = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", **context)
-        self.context.route("**/*", self._only_local)
-        self.page = self.context.new_page()
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(f"{self.base}/#/login")
-        self.page.fill("input[name=username]", username)
-        self.page.fill("input[name=password]", sample.PASSWORD)
-        self.page.click("button[type=submit]")
-        self.page.wait_for_url(lambda url: "#/" in url and "#/login" not in url, timeout=15_000)
-
-    def _only_local(self, route: Any) -> None:
-        parts = urlsplit(route.request.url)
-        if parts.scheme in {"data", "blob"} or parts.netloc == self.origin:
-            route.continue_()
-        else:
-            self.outside.append(route.request.url)
-            route.abort()
-
-    def open(self, hash_: str, ready: str) -> None:
-        self.page.goto(f"{self.base}/{hash_}")
-        self.page.wait_for_selector(ready, timeout=20_000)
-
-    def shot(self, name: str) -> None:
-        self.page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+        super().__init__(browser, served.base, username, out=OUT, full_page=True, **context)
 
 
 def test_a_patroller_checks_in_with_a_photo_on_the_phone(browser: Any, served: Served) -> None:

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -40,7 +39,7 @@ from models.tickets.categories import TicketSettings
 from models.tickets.desk import TicketDesk
 from tests.api.test_dashboard_api import seed_tickets
 from tests.conftest import TEST_SECRET, seed
-from tests.support import sample
+from tests.support.browser import LoggedInPage
 from tests.support.databases import sqlite_copy
 from tests.support.procs import free_port
 from tests.support.require import require, require_module
@@ -135,52 +134,11 @@ def browser(served: Served) -> Iterator[Any]:
             b.close()
 
 
-class Session:
-    """One logged-in browser page with every request to another origin aborted and recorded."""
+class Session(LoggedInPage):
+    """One logged-in page of this module's app at 1366×768, console errors counted as errors."""
 
     def __init__(self, browser: Any, served: Served, username: str) -> None:
-        self.origin = urlsplit(served.base).netloc
-        self.base = served.base
-        self.outside: list[str] = []
-        self.errors: list[str] = []
-        self.context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", timezone_id="Asia/Shanghai")
-        self.page = self.context.new_page()
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.context.route("**/*", self._only_local)
-        self.page.goto(f"{self.base}/#/login")
-        self.page.fill("input[name=username]", username)
-        self.page.fill("input[name=password]", sample.PASSWORD)
-        self.page.click("button[type=submit]")
-        # the page's CSP forbids eval (wait_for_function): wait on the URL from here
-        self.page.wait_for_url(lambda url: "#/" in url and "#/login" not in url, timeout=15_000)
-
-    def _only_local(self, route: Any) -> None:
-        parts = urlsplit(route.request.url)
-        if parts.scheme in {"data", "blob"} or parts.netloc == self.origin:
-            route.continue_()
-        else:
-            self.outside.append(route.request.url)
-            route.abort()
-
-    def open(self, hash_: str, ready: str) -> None:
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-        self.page.goto(f"{self.base}/{hash_}")
-        try:
-            self.page.wait_for_selector(ready, timeout=20_000)
-        except PlaywrightTimeout as err:
-            raise AssertionError(
-                f"{hash_}: no {ready}; page: {self.page.inner_text('body')[:500]!r}; errors: {self.errors}"
-            ) from err
-
-    def shot(self, name: str) -> Path:
-        path = OUT / f"{name}.png"
-        self.page.screenshot(path=str(path))
-        return path
-
-    def close(self) -> None:
-        self.context.close()
+        super().__init__(browser, served.base, username, out=OUT, console_errors=True, viewport=VIEWPORT)
 
 
 def test_operator_draws_previews_saves_and_finds_the_zone(browser: Any, served: Served) -> None:
