@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -32,6 +32,9 @@ from rtsp_gateway.server import RtspServer
 from rtsp_gateway.sessions import ViewerSessions
 from rtsp_gateway.settings import GatewaySettings
 from rtsp_gateway.upstream import MediaSource
+
+if TYPE_CHECKING:
+    from ingest.gb28181.media import ChannelFeeds
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +127,14 @@ class Gateway:
         keyring: CredentialKeyring | None,
         nonce_secret: str,
         bus: Bus | None = None,
+        gb_feeds: ChannelFeeds | None = None,
     ) -> Gateway:
         async def resolve(camera_id: int, stream: StreamKind) -> str | MediaSource:
             url = await asyncio.to_thread(camera_source, factory, keyring, camera_id, stream)
+            if url.startswith("gb28181://"):  # a GB/T 28181 channel: the platform's shared live feed
+                from gridpatrol.gb_source import source_for_url
+
+                return source_for_url(gb_feeds, url, label=f"camera {camera_id} {stream}")
             if url.startswith("file://"):  # a recorded clip registered as a camera (the demo's): looped live
                 from rtsp_gateway.replay import ReplaySource
 

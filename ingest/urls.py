@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from models.secrets import USERINFO, redact_url
 
-LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp"})
+LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp", "gb28181"})
 
 
 def scrub(text: str, url: str) -> str:
