@@ -87,6 +87,10 @@ class OccurrenceOut(_Strict):
     at: datetime
     evidence_url: str | None
     detail: dict[str, Any]
+    clip: Literal["pending", "ready", "unavailable"] | None = Field(
+        default=None, description="The event's video clip: being recorded, ready at clip_url, or not available"
+    )
+    clip_url: str | None = Field(default=None, description="MP4 of the event (HTTP ranges supported)")
 
 
 class TicketDetail(TicketOut):

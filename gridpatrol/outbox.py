@@ -25,7 +25,7 @@ from typing import Any, Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from models.bus.messages import RULE_EVENTS, RuleEvent
+from models.bus.messages import RULE_EVENTS, EventClip, RuleEvent
 from models.bus.protocol import Bus
 from models.errors import BusError
 
@@ -81,8 +81,9 @@ class EventOutbox:
         self._overflow_log = _Throttled(log_every_s)
 
     # --- the frame thread ----------------------------------------------------------------------------
-    def put(self, messages: Sequence[RuleEvent]) -> None:
-        """Queue ``messages`` in order; never blocks on the bus, never raises for a full outbox."""
+    def put(self, messages: Sequence[RuleEvent | EventClip]) -> None:
+        """Queue ``messages`` in order; never blocks on the bus, never raises for a full outbox. An
+        :class:`EventClip` (type ``clip``) counts like a lifecycle event: never dropped for room."""
         notes: list[tuple[str, RuleEvent]] = []
         with self._lock:
             for m in messages:
@@ -166,7 +167,7 @@ class EventOutbox:
             logger.critical(
                 "camera %s: event outbox at its hard bound (%d events): %s event of zone %s LOST;"
                 " %d started/ended events lost so far; tickets will miss episodes",
-                m.camera_id, depth, m.type, m.zone, lost,
+                m.camera_id, depth, m.type, getattr(m, "zone", "-"), lost,
             )
 
     # --- the publisher thread ------------------------------------------------------------------------

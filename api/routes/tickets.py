@@ -10,10 +10,10 @@ import base64
 import binascii
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 from sqlalchemy import and_, func, or_, select
@@ -32,6 +32,7 @@ from api.deps import (
     VisibleTicket,
     x_access,
 )
+from api.ranges import parse_range
 from api.ticket_schemas import (
     OccurrenceOut,
     TicketDetail,
@@ -55,10 +56,30 @@ from models.tickets.stats import is_overdue
 TICKET_SOURCES = frozenset({"camera", *MANUAL_SOURCES})
 
 router = APIRouter(prefix="/api", tags=["tickets"])
+ClipState = Literal["pending", "ready", "unavailable"]
+#: the clip states an occurrence shows (``removed`` ones are gone: shown as no clip)
+CLIP_STATES = frozenset(get_args(ClipState))
+#: most bytes one open-ended range request of a clip returns (players ask for ``bytes=a-``)
+CLIP_CHUNK_BYTES = 4 * 1024 * 1024
 
 
 def _evidence_url(ticket_id: int, key: str | None) -> str | None:
     return f"/api/tickets/{ticket_id}/evidence/{quote(key)}" if key else None
+
+
+def _occurrence(t: Ticket, o: TicketOccurrence, now: datetime) -> OccurrenceOut:
+    clip: ClipState | None = o.clip_state if o.clip_state in CLIP_STATES else None  # type: ignore[assignment]
+    if clip == "pending" and o.clip_due_at is not None and o.clip_due_at < now:
+        clip = "unavailable"  # its worker is gone; the ticketer's sweep will record it so
+    return OccurrenceOut(
+        event_id=o.event_id,
+        kind=o.kind,
+        at=o.at,
+        evidence_url=_evidence_url(t.id, o.evidence_key),
+        detail=o.payload,
+        clip=clip,
+        clip_url=f"/api/tickets/{t.id}/clips/{quote(o.clip_key)}" if clip == "ready" and o.clip_key else None,
+    )
 
 
 def _out(t: Ticket, *, names: dict[int, str], cameras: dict[int, str], now: datetime) -> TicketOut:
@@ -237,8 +258,16 @@ def _detail(session: Session, t: Ticket) -> TicketDetail:
     occ = session.scalars(
         select(TicketOccurrence).where(TicketOccurrence.ticket_id == t.id).order_by(TicketOccurrence.at.desc(), TicketOccurrence.id.desc()).limit(20)
     ).all()
+    # the events with clips (a few per ticket) are listed even when older than the latest 20
+    clipped = session.scalars(
+        select(TicketOccurrence).where(
+            TicketOccurrence.ticket_id == t.id, TicketOccurrence.clip_state.in_(("pending", "ready", "unavailable"))
+        )
+    ).all()
+    occ = sorted({o.id: o for o in [*occ, *clipped]}.values(), key=lambda o: (o.at, o.id), reverse=True)
+    now = utcnow()
     names = _usernames(session, {t.assignee_id, *(h.actor_id for h in history)})
-    base = _out(t, names=names, cameras=_camera_names(session, [t]), now=utcnow())
+    base = _out(t, names=names, cameras=_camera_names(session, [t]), now=now)
     return TicketDetail(
         **base.model_dump(),
         history=[
@@ -253,10 +282,7 @@ def _detail(session: Session, t: Ticket) -> TicketDetail:
             )
             for h in history
         ],
-        occurrences=[
-            OccurrenceOut(event_id=o.event_id, kind=o.kind, at=o.at, evidence_url=_evidence_url(t.id, o.evidence_key), detail=o.payload)
-            for o in occ
-        ],
+        occurrences=[_occurrence(t, o, now) for o in occ],
         photo_urls=[u for k in t.photos if (u := _evidence_url(t.id, k))],
     )
 
@@ -311,3 +337,35 @@ def get_evidence(key: str, ticket: VisibleTicket, session: SessionDep, desk: Des
     data = desk.evidence.get(key)
     media = "image/png" if key.endswith(".png") else "image/jpeg"
     return Response(content=data, media_type=media, headers={"Cache-Control": "no-store"})  # a revoked viewer's cache
+
+
+@router.get(
+    "/tickets/{ticket_id}/clips/{key:path}",
+    openapi_extra=x_access("ticket"),
+    response_class=Response,
+    responses={200: {"content": {"video/mp4": {}}}, 206: {"content": {"video/mp4": {}}}, 416: {}},
+)
+def get_clip(
+    key: str,
+    ticket: VisibleTicket,
+    session: SessionDep,
+    desk: DeskDep,
+    range_header: Annotated[str | None, Header(alias="Range")] = None,
+) -> Response:
+    """An event clip of a ticket (MP4), with HTTP range requests so that a player can seek; only clips
+    linked to this ticket's occurrences, through the same access check and log as evidence images."""
+    linked = session.scalar(
+        select(TicketOccurrence.id).where(
+            TicketOccurrence.ticket_id == ticket.id, TicketOccurrence.clip_key == key, TicketOccurrence.clip_state == "ready"
+        )
+    )
+    if linked is None:
+        raise NotFound("clip not found")
+    size = desk.evidence.size(key)
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-store"}  # a revoked viewer's cache
+    if range_header is None:
+        return Response(content=desk.evidence.read(key, start=0, length=size), media_type="video/mp4", headers=headers)
+    first, last = parse_range(range_header, size, open_ended_max=CLIP_CHUNK_BYTES)
+    data = desk.evidence.read(key, start=first, length=last - first + 1)
+    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return Response(content=data, status_code=206, media_type="video/mp4", headers=headers)

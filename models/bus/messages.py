@@ -39,6 +39,10 @@ class RuleEvent(_Msg):
     score: float = Field(default=0.0, description="Rule-specific strength (coverage ratio, density...)")
     boxes: list[list[float]] = Field(default_factory=list, description="Normalised xyxy boxes that fired the rule")
     evidence_key: str | None = Field(default=None, description="Key of the annotated snapshot in the evidence store")
+    clip_due: datetime | None = Field(
+        default=None,
+        description="A video clip of this event is being recorded; an EventClip should link it by then, else it is unavailable",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -49,6 +53,23 @@ class RuleEvent(_Msg):
     @property
     def live_key(self) -> str:
         return f"{self.camera_id}:{self.zone}:{self.rule}"
+
+
+class EventClip(_Msg):
+    """The video clip announced by a ``started`` event's ``clip_due``: stored under ``clip_key``, or not
+    made (``clip_key`` None, with the ``reason``). Travels on the rule-event topic, after its event."""
+
+    schema_: Literal["event_clip"] = Field(default="event_clip", alias="schema")
+    v: Literal[1] = 1
+    type: Literal["clip"] = "clip"
+    event_id: str = Field(min_length=1, max_length=80, description="The started event the clip belongs to")
+    camera_id: int
+    clip_key: str | None = Field(default=None, description="Key of the MP4 in the evidence store; None: no clip")
+    started_at: datetime | None = Field(default=None, description="Capture time of the clip's first frame")
+    duration_s: float = Field(default=0.0, ge=0, description="Length of the clip in seconds")
+    reason: str | None = Field(default=None, max_length=200, description="Why there is no clip")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class ConfigChange(_Msg):
@@ -98,13 +119,13 @@ class AccessChange(_Msg):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-Message = Annotated[RuleEvent | ConfigChange | TicketNotice | AccessChange, Field(discriminator="schema_")]
-_adapter: TypeAdapter[RuleEvent | ConfigChange | TicketNotice | AccessChange] = TypeAdapter(Message)
+Message = Annotated[RuleEvent | EventClip | ConfigChange | TicketNotice | AccessChange, Field(discriminator="schema_")]
+_adapter: TypeAdapter[RuleEvent | EventClip | ConfigChange | TicketNotice | AccessChange] = TypeAdapter(Message)
 
 
-def encode(message: RuleEvent | ConfigChange | TicketNotice | AccessChange) -> bytes:
+def encode(message: RuleEvent | EventClip | ConfigChange | TicketNotice | AccessChange) -> bytes:
     return message.model_dump_json(by_alias=True).encode()
 
 
-def decode(data: bytes | str) -> RuleEvent | ConfigChange | TicketNotice | AccessChange:
+def decode(data: bytes | str) -> RuleEvent | EventClip | ConfigChange | TicketNotice | AccessChange:
     return _adapter.validate_json(data)

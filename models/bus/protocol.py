@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from models.bus.messages import AccessChange, ConfigChange, RuleEvent, TicketNotice
+from models.bus.messages import AccessChange, ConfigChange, EventClip, RuleEvent, TicketNotice
 
-AnyMessage = RuleEvent | ConfigChange | TicketNotice | AccessChange
+AnyMessage = RuleEvent | EventClip | ConfigChange | TicketNotice | AccessChange
 DEFAULT_MAXLEN = 1_000_000
 DEAD_MAXLEN = 100_000
 #: longest error text kept with a dead letter

@@ -28,6 +28,7 @@ from models.bus.messages import RuleEvent, TicketNotice
 from models.db.tables import Camera, Ticket, TicketEpisode, TicketOccurrence, TicketState, User
 from models.errors import Conflict
 from models.tickets.categories import RULE_CATEGORY
+from models.tickets.clips import PENDING, bound_clips
 from models.tickets.desk import TicketDesk, lock_tickets, notice
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ def ingest_events(session: Session, desk: TicketDesk, events: Sequence[RuleEvent
             "at": e.at,
             "evidence_key": e.evidence_key,
             "payload": {"count": e.count, "score": e.score, "boxes": e.boxes},
+            # a clip the worker records: linked (or declared unavailable) later, see models.tickets.clips
+            "clip_state": PENDING if e.clip_due is not None else None,
+            "clip_due_at": e.clip_due,
         }
         for e in pending
     ]
@@ -115,6 +119,9 @@ def ingest_events(session: Session, desk: TicketDesk, events: Sequence[RuleEvent
         # over the per-ticket bound: the occurrence keeps no snapshot, and the file can go
         session.execute(update(TicketOccurrence).where(TicketOccurrence.event_id.in_(surplus)).values(evidence_key=None))
         result.surplus_evidence = [k for e in fresh if e.event_id in set(surplus) and (k := e.evidence_key)]
+    clipped = {episode_ticket[e.episode_key] for e in fresh if e.clip_due is not None}
+    if clipped:  # at most the first and the latest clips per ticket
+        result.surplus_evidence += bound_clips(session, desk.settings, clipped).deletable
     session.flush()
     desk.queue_webhooks(session, result.notices)
     return result

@@ -160,6 +160,14 @@ async function mountDesk(root, ctx) {
     ctx.setTitle(`${label("category", tk.category)} #${tk.id}`);
     const evidence = [tk.evidence_url, ...tk.occurrences.map((o) => o.evidence_url)].filter((u, i, all) => u && all.indexOf(u) === i);
     const photos = tk.photo_urls.filter((u) => !evidence.includes(u));
+    // event clips, oldest first; a clip already playing keeps playing through a live refresh
+    const playing = new Map([...detail.querySelectorAll("video[data-clip]")].map((v) => [v.dataset.clip, v]));
+    const clips = tk.occurrences.filter((o) => o.clip).reverse().map((o) =>
+      h("figure", { class: "clip", "data-clip-state": o.clip },
+        o.clip === "ready"
+          ? playing.get(o.clip_url) || h("video", { src: o.clip_url, controls: true, preload: "metadata", playsinline: true, "data-clip": o.clip_url, "aria-label": `${t("tickets.clip")} ${fmtTime(o.at)}` })
+          : h("p", { class: "muted" }, t(o.clip === "pending" ? "tickets.clip_pending" : "tickets.clip_unavailable")),
+        h("figcaption", { class: "muted" }, `${t("tickets.clip")} · ${fmtTime(o.at)}`)));
     const dl = (pairs) => h("dl", { class: "facts" }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     const late = lateBy(tk);
     replace(
@@ -175,6 +183,7 @@ async function mountDesk(root, ctx) {
             h("a", { href: evidence[0], target: "_blank", rel: "noopener" }, h("img", { src: evidence[0], alt: `${t("tickets.evidence")} #${tk.id}`, class: "main-evidence" })),
             evidence.length > 1 ? h("div", { class: "thumbs" }, evidence.slice(1).map((u) => h("a", { href: u, target: "_blank", rel: "noopener" }, h("img", { src: u, alt: t("tickets.evidence") })))) : null)
         : h("p", { class: "muted" }, t("common.none")),
+      clips.length ? [h("h3", {}, t("tickets.clip")), h("div", { class: "evidence clips" }, clips)] : null,
       photos.length ? [h("h3", {}, t("tickets.photos")), h("div", { class: "evidence thumbs" }, photos.map((u) => h("a", { href: u, target: "_blank", rel: "noopener" }, h("img", { src: u, alt: t("tickets.photos") }))))] : null,
       h("h2", {}, t("tickets.facts")),
       dl([
