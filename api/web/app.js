@@ -40,6 +40,7 @@ const ROUTES = [
   { pattern: "/evaluation", module: "evaluation", nav: "evaluation" },
   { pattern: "/triage", module: "triage", nav: "triage" },
   { pattern: "/department", module: "department", nav: "department" },
+  { pattern: "/settings/notifications", module: "notifications" },
 ];
 
 const NAV = [
@@ -168,6 +169,7 @@ class App {
         { class: "user", role: "group", "aria-label": t("user.menu") },
         h("span", { class: "who", title: me.username }, me.display_name || me.username, h("small", {}, " · ", label("role", me.role))),
         langSelect,
+        h("a", { href: "#/settings/notifications", class: "button ghost" }, t("user.notifications")),
         h("a", { href: "#/password", class: "button ghost" }, t("user.password")),
         h("button", { type: "button", class: "ghost", id: "logout", onclick: () => this.logout() }, t("user.logout")),
       ),

@@ -235,12 +235,12 @@ def request_linkage(
     _trail(desk, session, ticket, action="linkage_request", actor=actor, at=at,
            note=f"请求联动：{DEPARTMENT_KINDS[kind]}{('：' + reason) if reason else ''}")  # fmt: skip
     out = [notice(ticket, "linkage_requested", at, kind=kind, request_id=req.id)]
+    desk.queue_webhooks(session, out)
     rule = LINKAGE_RULES.get((ticket.category, kind))
     if rule is not None:
         found = covering(session, grid_path=ticket.grid.path if ticket.grid else None, kind=kind)
-        if found:
+        if found:  # the part's own notices are queued where it is added: once
             out += answer_request(desk, session, req, department=found[0], actor=None, note=rule)
-    desk.queue_webhooks(session, out)
     return req, out
 
 

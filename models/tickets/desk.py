@@ -36,6 +36,7 @@ from models.evidence.store import EvidenceStore, image_suffix
 from models.grid.geo import GridLocator
 from models.identity.access import AccessScope
 from models.identity.roles import CENTRE, TICKET_HANDLERS, TICKET_SUPERVISORS
+from models.notify.outbox import queue_for_notices as queue_notifications
 from models.tickets.categories import DEFAULT_CATEGORIES, MANUAL_SOURCES, S, TicketSettings
 from models.tickets.states import LIVE
 
@@ -187,6 +188,7 @@ class TicketDesk:
                 payload = n.model_dump(mode="json", by_alias=True)
                 payload["url"] = url
                 session.add(WebhookDelivery(ticket_id=n.ticket_id, event=n.event, payload=payload, next_attempt_at=n.at))
+        queue_notifications(session, notices)  # people's phones (models/notify), in the same transaction
 
     # --- people move tickets -----------------------------------------------------------------------
     def transition(

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.engine import transaction
@@ -22,6 +22,7 @@ from models.db.tables import (
     Ticket,
     TicketPart,
     TicketTransition,
+    WebhookDelivery,
 )
 from models.errors import AccessDenied, Conflict, NotFound
 from models.evidence.store import FileEvidenceStore
@@ -416,3 +417,22 @@ def test_evaluation_ranks_departments_on_their_parts(
         assert score.components["workload"].rows["parts"] == [p_quick]
         requests = ev.linkage_requests()
         assert len(requests["requests"]) == 1 and requests["answered"] == []
+
+
+def test_a_linkage_request_answered_by_the_rule_sends_each_webhook_once(
+    org: sessionmaker[Session], tmp_path: Path, clock: Clock
+) -> None:
+    hooked = TicketDesk(
+        TicketSettings(webhook_urls=["http://127.0.0.1:9/hook"], webhook_secret="s" * 32), evidence=FileEvidenceStore(tmp_path / "ev"), clock=clock
+    )
+    tid = reported(org, hooked, dx=0.3)
+    with transaction(org) as s:
+        t = s.get(Ticket, tid)
+        assert t is not None
+        before = s.scalar(select(func.max(WebhookDelivery.id))) or 0
+        parts.request_linkage(
+            hooked, s, t, actor=user(s, "leader-g1"), kind="law_enforcement", reason="需执法", grid_in_scope=True
+        )
+    with org() as s:
+        events = list(s.scalars(select(WebhookDelivery.event).where(WebhookDelivery.id > before)))
+    assert sorted(events) == ["linkage_requested", "part_dispatched"]
