@@ -1,6 +1,10 @@
 """``gridpatrol demo``: a ready-to-look-at installation with a small district, cameras and users.
 
-Everything lives under ``<data dir>/demo`` so the demo never touches a real database. The clips are
+Everything lives under ``<data dir>/demo`` so the demo never touches a real database. The cameras take
+the path real ones take: each clip is served by the RTSP gateway's replay (``/replay/camN``) and every
+camera's URL points there with the credential of a service user (``demo-feed``, a fresh random password
+at each start), so the worker reads RTSP like from any camera and the live view shows the same stream
+the detectors see. The clips are
 timed against the demo's ticket settings (``DEMO_VERIFY_CLEAR_S``): one camera's cart stays away far
 longer than the verification time (its resolved ticket is verified), the market's stall comes back
 well within it (its resolved ticket is reopened). The README's walkthrough follows these cameras.
@@ -8,27 +12,34 @@ well within it (its resolved ticket is reopened). The README's walkthrough follo
 
 from __future__ import annotations
 
+import secrets
 import shlex
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gridpatrol.democlip import Crowd, LeftObject, write_clip, zones_document
+from gridpatrol.democlip import Crowd, LeftObject, transcode_clip, write_clip, zones_document
 from models.db.tables import Camera, Role, User
 from models.errors import GridPatrolError
 from models.grid.cameras import CameraSpec, register_cameras
+from models.grid.credentials import set_camera_secrets
 from models.grid.tree import import_grids
 from models.grid.zones import save_zones
-from models.identity.users import add_user
+from models.identity.passwords import hash_password, rtsp_ha1
+from models.identity.users import add_user, find_user
 from models.tickets.categories import DEFAULT_CATEGORIES, TicketSettings
 
 LON0, LAT0, CELL = 118.70, 32.10, 0.01
 DEMO_PASSWORD = "gridpatrol-demo"
 #: bumped whenever the demo's data or clips change: an older demo folder is refused with a hint
-DEMO_VERSION = "2"
+DEMO_VERSION = "3"
+#: the service user whose credential is in the cameras' URLs (it reads the gateway's replays)
+DEMO_FEED_USER = "demo-feed"
 #: every clip loops after this many seconds
 DEMO_CLIP_S = 120.0
 #: seconds a resolved camera ticket's zone must stay clear to be verified; the clips are timed around it
@@ -96,32 +107,93 @@ class DemoSpot:
     left: tuple[LeftObject, ...] = ()
     crowd: Crowd | None = None
     story: str = ""
+    codec: Literal["h264", "h265"] = "h264"
+    #: loop length; the stories above are timed for DEMO_CLIP_S, a camera without one may loop sooner
+    clip_s: float = DEMO_CLIP_S
+    #: real footage used instead of a drawn clip when the set-up put it in the assets folder
+    footage: str | None = None
 
 
-#: cart = in the fire lane, stall = on the road; times are seconds into the clip, which loops
+#: cart = in the fire lane, stall = on the road; times are seconds into the clip, which loops. Nothing
+#: is left before 8 s: the replay starts when the worker connects, and the classic detector learns the
+#: empty scene for its first seconds (something there already would be learnt as background)
 DEMO_SPOTS = (
     DemoSpot("桥北路口-东", 0.3, 0.5, (LeftObject(8.0, 40.0),),
              story="a cart in the fire lane for 32 s, then away for 88 s: resolved → verified"),
-    DemoSpot("桥北农贸市场", 0.6, 1.2, (LeftObject(5.0, 50.0, "stall"), LeftObject(60.0, 115.0, "stall")),
+    DemoSpot("桥北农贸市场", 0.6, 1.2, (LeftObject(8.0, 50.0, "stall"), LeftObject(60.0, 118.0, "stall")),
              story="a stall on the road, packed up for 10 s twice a loop: resolved → reopened"),
     DemoSpot("浦珠路消防通道", 1.4, 0.4, (LeftObject(10.0, 100.0),),
              story="a cart in the fire lane: left alone it escalates to the street, then the district"),
     DemoSpot("南浦广场", 2.8, 1.0, crowd=Crowd(10.0, 60.0, people=8), story="eight people gather on the square"),
-    DemoSpot("南浦小区北门", 3.5, 1.6, story="people only pass by: no ticket"),
+    DemoSpot("南浦小区北门", 3.5, 1.6, story="people only pass by (real footage when set up): no ticket (H.265)",
+             codec="h265", clip_s=30.0, footage="vtest.avi"),
 )
 
 
-def demo_cameras(clips_dir: Path) -> list[CameraSpec]:
-    """Simulated cameras: generated street clips played in real time, in a loop, as camera streams."""
-    specs = []
-    for i, spot in enumerate(DEMO_SPOTS, start=1):
-        clip = clips_dir / f"cam{i}.mp4"
-        if not clip.is_file():
-            write_clip(clip, seconds=DEMO_CLIP_S, left=spot.left, crowd=spot.crowd)
-        specs.append(
-            CameraSpec(name=spot.name, url=f"file://{clip.resolve()}", lon=LON0 + spot.dx * CELL, lat=LAT0 + spot.dy * CELL)
+def demo_replays(demo_dir: Path) -> dict[str, Path]:
+    """The replays the gateway serves for the demo: ``camN`` → its clip (written by :func:`prepare_demo`)."""
+    clips_dir = (demo_dir / f"clips-v{DEMO_VERSION}").resolve()
+    return {f"cam{i}": clips_dir / f"cam{i}.mp4" for i in range(1, len(DEMO_SPOTS) + 1)}
+
+
+def write_demo_clips(demo_dir: Path, *, footage_dir: Path | None = None) -> None:
+    """Write the clips that are missing, in parallel (once per demo folder; seconds). A camera with real
+    footage (Debian opencv-doc's ``vtest.avi``, which ``scripts/setup.sh`` puts in ``footage_dir``)
+    gets it re-encoded; without it, a drawn clip."""
+
+    def write(spot: DemoSpot, clip: Path) -> None:
+        partial = clip.with_name(clip.stem + ".part.mp4")
+        source = footage_dir / spot.footage if footage_dir is not None and spot.footage else None
+        if source is not None and source.is_file():
+            transcode_clip(source, partial, codec=spot.codec)
+        else:
+            write_clip(partial, seconds=spot.clip_s, left=spot.left, crowd=spot.crowd, codec=spot.codec)
+        partial.replace(clip)  # an interrupted first run leaves no half clip behind
+
+    missing = [(s, c) for s, c in zip(DEMO_SPOTS, demo_replays(demo_dir).values(), strict=True) if not c.is_file()]
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="demo-clip") as pool:  # encoders release the GIL
+        for done in [pool.submit(write, spot, clip) for spot, clip in missing]:
+            done.result()
+
+
+def free_tcp_port(host: str) -> int:
+    """A TCP port free on ``host`` now (for a gateway configured with port 0: the cameras' URLs name it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def replay_url(name: str, *, password: str, gateway: str) -> str:
+    """The RTSP URL a demo camera is read from: the gateway's replay, with the service credential."""
+    return f"rtsp://{DEMO_FEED_USER}:{password}@{gateway}/replay/{name}"
+
+
+def demo_cameras(*, password: str, gateway: str) -> list[CameraSpec]:
+    """Simulated cameras: the gateway's replays of the generated street clips, looped in real time."""
+    return [
+        CameraSpec(
+            name=spot.name,
+            url=replay_url(f"cam{i}", password=password, gateway=gateway),
+            lon=LON0 + spot.dx * CELL,
+            lat=LAT0 + spot.dy * CELL,
         )
-    return specs
+        for i, spot in enumerate(DEMO_SPOTS, start=1)
+    ]
+
+
+def refresh_feed(session: Session, *, gateway: str) -> None:
+    """A fresh random password for the service user, and the cameras' URLs with it and the gateway's
+    address of this start (the port may differ from the last one)."""
+    password = secrets.token_urlsafe(18)
+    user = find_user(session, DEMO_FEED_USER)
+    if user is None:
+        raise GridPatrolError(f"the demo's service user {DEMO_FEED_USER!r} is missing: delete the demo folder")
+    user.password_hash, user.rtsp_ha1 = hash_password(password), rtsp_ha1(user.username, password)
+    user.token_version += 1  # sessions of an earlier start end
+    cams = session.scalars(select(Camera).order_by(Camera.id)).all()
+    for i, cam in enumerate(cams[: len(DEMO_SPOTS)], start=1):
+        set_camera_secrets(cam, None, url=replay_url(f"cam{i}", password=password, gateway=gateway))
+    session.flush()
 
 
 def demo_ticket_settings(base: TicketSettings, *, accept_within_s: int, resolve_within_s: int) -> TicketSettings:
@@ -133,8 +205,10 @@ def demo_ticket_settings(base: TicketSettings, *, accept_within_s: int, resolve_
     return base.model_copy(update={"ticket_categories": categories, "ticket_verify_clear_s": DEMO_VERIFY_CLEAR_S})
 
 
-def prepare_demo(session: Session, demo_dir: Path) -> bool:
-    """Load the demo data once (cameras, zones, users); returns False when it was already there.
+def prepare_demo(session: Session, demo_dir: Path, *, gateway: str, footage_dir: Path | None = None) -> bool:
+    """Load the demo data once (cameras, zones, users) and point the cameras at the gateway's replays
+    (``gateway``: HOST:PORT the worker reaches it at); returns False when the data was already there.
+    ``footage_dir`` holds real footage some cameras use (:func:`write_demo_clips`).
     A demo folder made by an older version (other clips, users) is refused: delete it to rebuild."""
     marker = demo_dir / "demo-version"
     if session.scalar(select(User.id).where(User.username == "admin")) is not None:
@@ -144,9 +218,12 @@ def prepare_demo(session: Session, demo_dir: Path) -> bool:
                 f"{demo_dir} holds the data of an older demo (version {found}, this is {DEMO_VERSION}): "
                 f"delete that folder (rm -r {demo_dir}) and start the demo again"
             )
+        write_demo_clips(demo_dir, footage_dir=footage_dir)
+        refresh_feed(session, gateway=gateway)
         return False
+    write_demo_clips(demo_dir, footage_dir=footage_dir)
     import_grids(session, demo_tree())
-    register_cameras(session, demo_cameras(demo_dir / f"clips-v{DEMO_VERSION}"))
+    register_cameras(session, demo_cameras(password="-", gateway=gateway))
     for cam, spot in zip(session.scalars(select(Camera).order_by(Camera.id)), DEMO_SPOTS, strict=True):
         save_zones(session, cam.id, zones_document(dwell_s=DWELL_S, crowd=spot.crowd is not None), author=None, channel="cli")
     for u in DEMO_USERS:
@@ -157,7 +234,13 @@ def prepare_demo(session: Session, demo_dir: Path) -> bool:
             password=DEMO_PASSWORD,
             grid_codes=list(u.grids),
             display_name=u.display_name,
-        )
+        ).demo = True  # published passwords: no process serves them outside the demo (gridpatrol.runtime)
+    # reads the replays (an operator may; no grid): its password lives only in the cameras' URLs
+    add_user(
+        session, username=DEMO_FEED_USER, role=Role.operator, password=secrets.token_urlsafe(18),
+        display_name="演示摄像机源",
+    ).demo = True
+    refresh_feed(session, gateway=gateway)
     marker.write_text(DEMO_VERSION + "\n")
     return True
 
@@ -205,6 +288,8 @@ GridPatrol demo · 江北新区 (2 streets, 3 grids, {len(DEMO_SPOTS)} simulated
   !!! refuses. Never expose this port to a network.
 {users}
 
+  The cameras are the gateway's replays ({rtsp_url}/replay/cam1 ... cam{len(DEMO_SPOTS)}), read by the
+  worker over RTSP with the service user {DEMO_FEED_USER} (a random password, new at every start).
   What the cameras show (clips loop every {DEMO_CLIP_S:.0f} s; tickets within a minute):
 {cams}
   Deadlines: accept within {accept_within_s} s (then the street manager), resolve within {resolve_within_s} s

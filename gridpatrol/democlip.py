@@ -169,18 +169,14 @@ def write_clip(
     left: LeftObject | Sequence[LeftObject] | None = LeftObject(15.0, 45.0),
     crowd: Crowd | None = None,
     gop: int | None = None,
+    codec: Literal["h264", "h265"] = "h264",
 ) -> Path:
-    """Write an H.264 MP4 (fixed GOP = 1 s by default, no B-frames); returns ``path``. ``left`` are the
-    things left in the scene (each for its own time), ``crowd`` a group gathering on the square."""
+    """Write an H.264 (or H.265) MP4 (fixed GOP = 1 s by default, no B-frames); returns ``path``. ``left``
+    are the things left in the scene (each for its own time), ``crowd`` a group gathering on the square."""
     path.parent.mkdir(parents=True, exist_ok=True)
     background = _background(*size)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        g = gop or fps
-        stream.options = {"preset": "veryfast", "g": str(g), "keyint_min": str(g), "sc_threshold": "0", "bf": "0"}
-        stream.codec_context.time_base = Fraction(1, fps)
+        stream = _video_stream(container, codec=codec, fps=fps, size=size, gop=gop or fps)
         for i in range(int(seconds * fps)):
             img = frame_at(i / fps, size=size, left=left, crowd=crowd, background=background)
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
@@ -190,3 +186,47 @@ def write_clip(
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def transcode_clip(
+    source: Path,
+    path: Path,
+    *,
+    codec: Literal["h264", "h265"] = "h264",
+    size: tuple[int, int] = (640, 480),
+    fps: int = 10,
+) -> Path:
+    """Re-encode real footage (a fixed camera's recording) the way :func:`write_clip` encodes: fixed GOP
+    of 1 s, no B-frames, ``size`` and ``fps`` (the source's frames are taken in order at that rate)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(source)) as src, av.open(str(path), mode="w") as container:
+        stream = _video_stream(container, codec=codec, fps=fps, size=size, gop=fps)
+        for i, frame in enumerate(src.decode(video=0)):
+            out = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+            out.pts = i
+            for packet in stream.encode(out):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _video_stream(
+    container: Any, *, codec: Literal["h264", "h265"], fps: int, size: tuple[int, int], gop: int
+) -> Any:
+    """An encoder a camera-like stream comes from: fixed GOP, no B-frames (an RTSP server streams it as is)."""
+    if codec == "h265":
+        stream = container.add_stream("libx265", rate=fps)
+        # x265 takes its GOP and B-frames through x265-params; hvc1 is the tag players expect in MP4
+        stream.options = {
+            "preset": "ultrafast",  # x265 is ten times slower than x264: the demo writes this at start
+            "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:log-level=error",
+        }
+        stream.codec_tag = "hvc1"
+    else:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.options = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
+    stream.width, stream.height = size
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.time_base = Fraction(1, fps)
+    return stream

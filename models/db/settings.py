@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -17,6 +18,11 @@ class StorageSettings(PartSettings):
     )
     redis_url: str | None = Field(default=None, description="Redis URL for the bus and leases; unset = in-process")
     bus_namespace: str = Field(default="", max_length=64, description="Prefix of the bus's Redis keys")
+    evidence_store: Literal["file", "database"] = Field(
+        default="file",
+        description="Where evidence images and clips live: file (<data dir>/evidence, a shared volume when "
+        "distributed) or database (the evidence_blobs table: no shared filesystem needed)",
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -28,6 +28,12 @@ class EvidenceStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
+    def size(self, key: str) -> int: ...
+
+    def read(self, key: str, *, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (video clips are served in ranges, never read whole)."""
+        ...
+
     def delete(self, key: str) -> None: ...
 
 
@@ -37,6 +43,13 @@ def image_suffix(data: bytes) -> str:
     if data.startswith(PNG_MAGIC):
         return ".png"
     raise InvalidInput("must be a JPEG or PNG image", field="photos")
+
+
+def new_key(*, prefix: str, suffix: str, at: datetime | None = None) -> str:
+    """A fresh key: ``YYYY/MM/DD/<prefix>/<uuid><suffix>`` (the prefix reduced to safe characters)."""
+    at = at or utcnow()
+    safe_prefix = re.sub(r"[^A-Za-z0-9_-]", "_", prefix)[:60] or "x"
+    return f"{at:%Y/%m/%d}/{safe_prefix}/{uuid.uuid4().hex}{suffix}"
 
 
 class FileEvidenceStore:
@@ -49,9 +62,7 @@ class FileEvidenceStore:
         return safe_join(self.root, key)
 
     def put(self, data: bytes, *, prefix: str, suffix: str = ".jpg", at: datetime | None = None) -> str:
-        at = at or utcnow()
-        safe_prefix = re.sub(r"[^A-Za-z0-9_-]", "_", prefix)[:60] or "x"
-        key = f"{at:%Y/%m/%d}/{safe_prefix}/{uuid.uuid4().hex}{suffix}"
+        key = new_key(prefix=prefix, suffix=suffix, at=at)
         path = self._path(key)
         # evidence shows people and plates: owner-only (0700) at every level, like the data directory
         for level in reversed(PurePosixPath(key).parents):
@@ -67,6 +78,20 @@ class FileEvidenceStore:
         path = self._path(key)
         try:
             return path.read_bytes()
+        except FileNotFoundError as err:
+            raise NotFound("evidence not found") from err
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as err:
+            raise NotFound("evidence not found") from err
+
+    def read(self, key: str, *, start: int, length: int) -> bytes:
+        try:
+            with self._path(key).open("rb") as fh:
+                fh.seek(start)
+                return fh.read(length)
         except FileNotFoundError as err:
             raise NotFound("evidence not found") from err
 

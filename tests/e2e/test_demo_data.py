@@ -13,20 +13,24 @@ from models.db.engine import make_engine, make_session_factory, transaction, upg
 from models.db.tables import Assignment, Camera, GridKind, GridNode, Role, User
 from models.errors import GridPatrolError
 from models.grid.zones import current_zones
+from tests.support.procs import free_port, run_cli
+
+GATEWAY = "127.0.0.1:8554"
+
+
+def no_clip(path: Path, **_: object) -> Path:  # the clips are not what these tests check
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    return path
 
 
 def test_demo_data_gives_every_street_a_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_clip(path: Path, **_: object) -> Path:  # the clips are not what this checks
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-        return path
-
     monkeypatch.setattr(demo, "write_clip", no_clip)
     engine = make_engine(f"sqlite:///{tmp_path / 'demo.db'}")
     upgrade(engine)
     factory = make_session_factory(engine)
     with transaction(factory) as session:
-        assert demo.prepare_demo(session, tmp_path) is True
+        assert demo.prepare_demo(session, tmp_path, gateway=GATEWAY) is True
     with factory() as session:
         managed = set(
             session.scalars(
@@ -44,10 +48,10 @@ def test_demo_data_gives_every_street_a_manager(tmp_path: Path, monkeypatch: pyt
         assert kinds["南浦广场"] == ["crowd_area", "fire_lane", "road"]
         assert kinds["桥北农贸市场"] == ["fire_lane", "road"]
     with transaction(factory) as session:
-        assert demo.prepare_demo(session, tmp_path) is False  # already there: loaded once
+        assert demo.prepare_demo(session, tmp_path, gateway=GATEWAY) is False  # already there: loaded once
     (tmp_path / "demo-version").unlink()  # a folder made before the version marker
     with pytest.raises(GridPatrolError, match="older demo"), transaction(factory) as session:
-        demo.prepare_demo(session, tmp_path)
+        demo.prepare_demo(session, tmp_path, gateway=GATEWAY)
 
 
 def test_demo_ticket_settings_are_short_and_verify_after_the_clip_gap() -> None:
@@ -65,3 +69,28 @@ def test_demo_ticket_settings_are_short_and_verify_after_the_clip_gap() -> None:
     gaps.append(demo.DEMO_CLIP_S - market.left[-1].t1 + market.left[0].t0)
     assert max(gaps) < demo.DEMO_VERIFY_CLEAR_S / 2
     assert demo.DEMO_CLIP_S - corner.left[0].t1 + corner.left[0].t0 > 2 * demo.DEMO_VERIFY_CLEAR_S
+
+
+def test_demo_users_are_refused_outside_the_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's users (published passwords) are marked; no process starts on their database outside
+    GRIDPATROL_ENVIRONMENT=demo, so none of them can log in, hold a token or watch a stream there."""
+    monkeypatch.setattr(demo, "write_clip", no_clip)
+    db = tmp_path / "demo.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    with transaction(factory) as session:
+        demo.prepare_demo(session, tmp_path, gateway=GATEWAY)
+    with factory() as session:
+        marked = {u.username: u.demo for u in session.scalars(select(User))}
+    assert marked == {**{u.username: True for u in demo.DEMO_USERS}, demo.DEMO_FEED_USER: True}, marked
+    engine.dispose()
+    env = {
+        "GRIDPATROL_DATA_DIR": str(tmp_path / "var"),
+        "GRIDPATROL_DATABASE_URL": f"sqlite:///{db}",
+        "GRIDPATROL_ENVIRONMENT": "development",
+        "GRIDPATROL_SECRET_KEY": "a-development-key-that-is-long-enough-0123456789",
+    }
+    refused = run_cli(["serve", "--port", str(free_port()), "--no-gateway", "--no-worker"], env, timeout=60)
+    assert refused.returncode != 0
+    assert "demo's users" in refused.stdout + refused.stderr and "leader-qb1" not in refused.stdout, refused.stderr

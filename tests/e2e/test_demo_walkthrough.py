@@ -2,6 +2,10 @@
 (on a free port, a temporary ``GRIDPATROL_DATA_DIR`` and the short deadlines ``--accept-within 30
 --resolve-within 60`` it documents), and the README's own shell blocks are run with bash, in order.
 
+The demo's cameras are the gateway's RTSP replays, read by the worker over RTSP: the first tickets, the
+wall's pictures (snapshots of the frames the worker decoded) and the live view a leader plays from the
+gateway with their own login all come down that one path.
+
 What is asserted is what the README says happens: tickets of all three rules for the right leaders,
 a resolved ticket verified and another reopened by the video, an untouched ticket escalated to the
 street and then the district, the banner's environment reaching the same database. States and counts
@@ -18,10 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
+import cv2
 import httpx
+import numpy as np
 import pytest
 
-from gridpatrol.demo import DEMO_PASSWORD
+from gridpatrol.demo import DEMO_FEED_USER, DEMO_PASSWORD
 from tests.support.procs import free_port, run_cli, serving
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -69,10 +76,27 @@ def poll(what: str, check: Callable[[], Any], *, within_s: float, log: Path) -> 
         time.sleep(2.0)
 
 
+def play(url: str) -> tuple[str, int]:
+    """Codec and decoded-frame count of a few seconds of an RTSP stream, read as a player reads it."""
+    with av.open(url, options={"rtsp_transport": "tcp", "timeout": "5000000"}, timeout=(10.0, 10.0)) as player:
+        stream = player.streams.video[0]
+        frames = 0
+        for frame in player.decode(stream):
+            assert frame.to_ndarray(format="bgr24").std() > 5  # a picture, not a grey screen
+            frames += 1
+            if frames >= 10:
+                break
+        return stream.codec_context.name, frames
+
+
 def test_the_readme_demo_walkthrough(tmp_path: Path) -> None:
     data = tmp_path / "var"
-    port = free_port()
-    env = {"GRIDPATROL_DATA_DIR": str(data), "GRIDPATROL_ENVIRONMENT": "development"}
+    port, rtsp_port = free_port(), free_port()
+    env = {
+        "GRIDPATROL_DATA_DIR": str(data),
+        "GRIDPATROL_ENVIRONMENT": "development",
+        "GRIDPATROL_GATEWAY_PORT": str(rtsp_port),
+    }
     blocks = [b.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for b in readme_blocks()]
     prelude = blocks[0]
 
@@ -110,7 +134,12 @@ def test_the_readme_demo_walkthrough(tmp_path: Path) -> None:
             listed = rows(sh(""))
             return listed if {r[2] for r in listed} >= {"fire_lane_blockage", "road_occupation"} else []
 
-        listed = poll("leader-qb1's fire-lane and road-occupation tickets", qb1_has_both, within_s=150, log=log)
+        # the cameras are read over RTSP from the gateway's replays, with the demo's service credential
+        banner_and_log = log.read_text(errors="replace")
+        for i in range(1, 6):
+            assert f"reading rtsp://***@127.0.0.1:{rtsp_port}/replay/cam{i}" in banner_and_log, banner_and_log[-3000:]
+        # within a minute of the start (clips written, service up)
+        listed = poll("leader-qb1's fire-lane and road-occupation tickets", qb1_has_both, within_s=60, log=log)
         by_category = {r[2]: r for r in listed}
         assert by_category["fire_lane_blockage"][1:4] == ("桥北路口-东", "fire_lane_blockage", "dispatched")
         assert by_category["road_occupation"][1:4] == ("桥北农贸市场", "road_occupation", "dispatched")
@@ -118,6 +147,26 @@ def test_the_readme_demo_walkthrough(tmp_path: Path) -> None:
         for t in tickets("leader-qb1"):
             assert t["evidence_url"], t
         fire_id, road_id = by_category["fire_lane_blockage"][0], by_category["road_occupation"][0]
+
+        # the wall: a leader's cameras give live pictures (the frames the worker decoded from RTSP)
+        qb1 = login("leader-qb1")
+        cam_ids = {c["name"]: c["id"] for c in httpx.get(f"{base}/api/cameras", headers=qb1).json()["items"]}
+        assert set(cam_ids) == {"桥北路口-东", "桥北农贸市场"}, cam_ids
+        snap = httpx.get(f"{base}/api/cameras/{cam_ids['桥北路口-东']}/snapshot.jpg", headers=qb1, timeout=30)
+        assert snap.status_code == 200 and snap.headers["content-type"] == "image/jpeg", snap.text[:200]
+        picture = cv2.imdecode(np.frombuffer(snap.content, np.uint8), cv2.IMREAD_COLOR)
+        assert picture is not None and picture.shape[1] >= 320, snap.headers
+        # the live view: the gateway plays the leader's camera (H.264) with the leader's own login; the
+        # quiet street's H.265 stream plays for its leader; another grid's leader is refused
+        gateway = f"rtsp://{{}}:{DEMO_PASSWORD}@127.0.0.1:{rtsp_port}/cameras/{{}}"
+        assert play(gateway.format("leader-qb1", cam_ids["桥北路口-东"])) == ("h264", 10)
+        np1 = {c["name"]: c["id"] for c in httpx.get(f"{base}/api/cameras", headers=login("leader-np1")).json()["items"]}
+        assert play(gateway.format("leader-np1", np1["南浦小区北门"])) == ("hevc", 10)
+        with pytest.raises(av.error.HTTPNotFoundError):
+            play(gateway.format("leader-qb2", cam_ids["桥北路口-东"]))
+        # the service user's password is a random one of this start: the published one is not it
+        refused = httpx.post(f"{base}/api/auth/token", data={"username": DEMO_FEED_USER, "password": DEMO_PASSWORD})
+        assert refused.status_code == 401, refused.text
 
         qb2 = poll("leader-qb2's fire-lane ticket", lambda: tickets("leader-qb2"), within_s=90, log=log)
         assert {(t["camera_name"], t["category"]) for t in qb2} == {("浦珠路消防通道", "fire_lane_blockage")}

@@ -222,7 +222,7 @@ def test_the_demo_command_runs_in_the_demo_environment(clean_env: pytest.MonkeyP
     started: list[Settings] = []
     clean_env.setenv("GRIDPATROL_ENVIRONMENT", "development")  # restored after the test
     clean_env.setenv("GRIDPATROL_DATA_DIR", str(tmp_path))
-    clean_env.setattr(demo, "prepare_demo", lambda session, demo_dir: True)
+    clean_env.setattr(demo, "prepare_demo", lambda session, demo_dir, **_: True)
     clean_env.setattr(cli, "run_everything", lambda settings, **kw: started.append(settings))
     result = CliRunner().invoke(cli.app, ["demo"])
     assert result.exit_code == 0, result.output
