@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 #: paths the UI never answers (the folder itself or anything under it): the API, the docs, health, metrics
-RESERVED = ("/api", "/openapi.json", "/docs", "/redoc", "/healthz", "/metrics")
+RESERVED = ("/api", "/openapi.json", "/docs", "/redoc", "/healthz", "/readyz", "/metrics")
 
 
 def _reserved(path: str) -> bool:

@@ -82,9 +82,28 @@ def threaded_live_video(gateway: GatewayThread) -> ThreadedLiveVideo:
 def build_live_app(api_settings: ApiSettings, *, gateway: Gateway, bus: Bus | None) -> FastAPI:
     """For the ``gateway`` process: the live-view route alone, checking the API's bearer tokens
     (``settings.api`` after ``gridpatrol.signing_key.settings_with_signing_key``: the API's own key)."""
-    return create_live_app(
+    app = create_live_app(
         api_settings, session_factory=gateway.factory, live=live_view_server(gateway.hub), bus=bus
     )
+    add_health_routes(app, gateway=gateway, bus=bus)
+    return app
+
+
+def add_health_routes(app: FastAPI, *, gateway: Gateway, bus: Bus | None) -> None:
+    """``/healthz`` and ``/readyz`` on the live port, as on every process (gridpatrol/health_http.py)."""
+    from fastapi.responses import JSONResponse
+
+    from gridpatrol.health_http import common_checks, readiness
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok", "process": "gateway-live"})
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        ok, checks = readiness(common_checks(gateway.factory, bus))
+        body = {"status": "ready" if ok else "not ready", "process": "gateway-live", "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
 
 async def serve_live_app(app: FastAPI, sock: socket.socket) -> uvicorn.Server:
