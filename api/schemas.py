@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +49,11 @@ class CameraOut(Strict):
     status: str
     has_onvif: bool = Field(description="An ONVIF endpoint is configured (its address and password stay secret)")
     stream_host: str | None = Field(description="Host of the stream URL, without credentials, path or query")
+    has_sub_stream: bool = Field(default=False, description="A sub-stream (子码流) URL is configured (it stays secret)")
+    analysis_stream: Literal["auto", "sub", "main"] = Field(
+        default="auto", description="Which stream the worker analyses: sub, main, or auto (the sub-stream when there is one)"
+    )
+    analysed_stream: Literal["sub", "main"] = Field(default="main", description="The stream analysed under that setting")
     updated_at: datetime
 
 
@@ -84,6 +89,12 @@ class ErrorOut(Strict):
 class HealthOut(Strict):
     status: str
     database: str
+
+
+class ReadyOut(Strict):
+    status: str = Field(description="ready | not ready")
+    process: str
+    checks: dict[str, str] = Field(description="Each check: ok, or why not")
 
 
 # --- security: sessions, API tokens, users, grants, audit (issue 6) ---------------------------------
@@ -196,3 +207,8 @@ class CameraPatchIn(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     enabled: bool | None = None
     grid_code: str | None = Field(default=None, max_length=64, description="Pin the camera to this grid node")
+    analysis_stream: Literal["auto", "sub", "main"] | None = Field(
+        default=None,
+        description="Which stream the worker analyses (分析码流): sub (子码流), main (主码流) or auto (the sub-stream "
+        "when the camera has one); takes effect within seconds, without a restart. sub needs a sub-stream: 409 otherwise",
+    )

@@ -10,7 +10,6 @@ import typer
 from gridpatrol.cli_common import fail, load_settings
 from models.bus.messages import CONFIG_CHANGES, RULE_EVENTS, TICKET_NOTICES
 from models.bus.protocol import DeadLetter
-from models.bus.redis_streams import RedisBus
 from models.errors import GridPatrolError
 
 TOPICS = (RULE_EVENTS, CONFIG_CHANGES, TICKET_NOTICES)
@@ -51,6 +50,8 @@ def register_bus_commands(app: typer.Typer) -> None:
             fail(f"unknown topic {topic!r}; one of {', '.join(TOPICS)}")
         if limit < 1:
             fail("--limit must be at least 1")
+        from models.bus.redis_streams import RedisBus  # here: redis costs every other command's start
+
         bus = RedisBus(settings.storage.redis_url, namespace=settings.storage.bus_namespace)
         listed: list[DeadLetter] = []
         requeued: list[str] = []

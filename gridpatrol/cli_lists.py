@@ -18,11 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from gridpatrol.cli_common import fail, load_settings, open_db_for_reading
 from models.db.tables import Assignment, Camera, GridKind, GridNode, Role, Ticket, TicketState, User, utcnow
 from models.errors import GridPatrolError
+from models.grid.cameras import analysed_stream
 from models.identity.users import parse_role
 from models.tickets.states import WAITING_ACCEPT, WAITING_RESOLVE
 from models.tickets.stats import is_overdue
 
 # --- words (UI-GUIDE.md) ---------------------------------------------------------------------------------
+_STREAM_LABEL = {"main": "主码流", "sub": "子码流"}
 STATE_ZH = {
     TicketState.open: "待派遣",
     TicketState.dispatched: "待受理",
@@ -141,7 +143,7 @@ def register_list_commands(
         grid: Annotated[str | None, typer.Option(help="Only cameras in this grid node or below it (code)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
     ) -> None:
-        """List cameras: name, id, grid, stream host (never credentials), enabled."""
+        """List cameras: name, id, grid, stream host (never credentials), the stream analysed (主码流/子码流), enabled."""
         with reader()() as session:
             query = select(Camera, GridNode).outerjoin(GridNode, GridNode.id == Camera.grid_id).order_by(Camera.name)
             if grid is not None:
@@ -155,16 +157,20 @@ def register_list_commands(
                 "grid": node.code if node else None,
                 "grid_name": node.name if node else None,
                 "host": cam.stream_host,
+                "has_sub_stream": bool(cam.sub_url),
+                "analysis_stream": cam.analysis_stream or "auto",
+                "analysed_stream": analysed_stream(cam.analysis_stream, has_sub=bool(cam.sub_url)),
                 "enabled": cam.enabled,
             }
             for cam, node in found
         ]
         rows = [
             [c["name"], str(c["id"]), f"{c['grid']} {c['grid_name']}" if c["grid"] else "（无网格）", c["host"] or "-",
+             _STREAM_LABEL[c["analysed_stream"]] + ("" if c["analysis_stream"] == "auto" else "（指定）"),
              "yes" if c["enabled"] else "no"]
             for c in items
         ]  # fmt: skip
-        emit(as_json, {"cameras": items}, table(["NAME", "ID", "GRID", "HOST", "ENABLED"], rows), f"{len(items)} camera(s)")
+        emit(as_json, {"cameras": items}, table(["NAME", "ID", "GRID", "HOST", "ANALYSED", "ENABLED"], rows), f"{len(items)} camera(s)")
 
     @grids_app.command("list")
     def grids_list(

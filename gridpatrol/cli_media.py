@@ -68,18 +68,20 @@ def register_media_commands(app: typer.Typer, cameras_app: typer.Typer) -> None:
         lat: Annotated[float | None, typer.Option(help="Latitude")] = None,
         grid: Annotated[str | None, typer.Option(help="Pin to this grid code instead of placing by location")] = None,
     ) -> None:
-        """Register an ONVIF camera: its analysis stream URI is asked from the device."""
+        """Register an ONVIF camera: its main stream (主码流, the largest profile) and sub-stream (子码流, the
+        next lower resolution) are asked from the device; the worker analyses the sub-stream."""
         from ingest.onvif import describe, with_credentials
 
         try:
             device = describe(onvif, user, password)
         except GridPatrolError as err:
             fail(f"{redact_url(onvif)}: {err}")
-        profile = device.analysis_profile
-        if profile is None or not profile.stream_uri:
+        main, sub = device.main_profile, device.sub_profile
+        if main is None or not main.stream_uri:
             fail(f"{redact_url(onvif)}: the device offers no stream URI")
-        stream = with_credentials(profile.stream_uri, user, password) if user else profile.stream_uri
-        row = {"name": name, "url": stream, "lon": lon, "lat": lat, "onvif": onvif, "grid": grid}
+        stream = with_credentials(main.stream_uri, user, password)
+        sub_stream = with_credentials(sub.stream_uri, user, password) if sub is not None and sub.stream_uri else None
+        row = {"name": name, "url": stream, "sub_url": sub_stream, "lon": lon, "lat": lat, "onvif": onvif, "grid": grid}
         settings = load_settings()
         try:
             spec: CameraSpec = spec_from_row(row, where="camera")
@@ -97,8 +99,11 @@ def register_media_commands(app: typer.Typer, cameras_app: typer.Typer) -> None:
         except GridPatrolError as err:
             fail(str(err))
         info = device.to_dict()
-        print(f"camera {name}: {'created' if report.created else 'updated'}; stream {redact_url(stream)}; "
-              f"{info.get('manufacturer', '')} {info.get('model', '')}".rstrip())
+        sizes = {label: "x".join(map(str, p.resolution_wh)) if p is not None and p.resolution_wh else "?" for label, p in
+                 (("main", main), ("sub", sub))}  # fmt: skip
+        print(f"camera {name}: {'created' if report.created else 'updated'}; main stream {redact_url(stream)} ({sizes['main']}); "
+              + (f"sub-stream {redact_url(sub_stream)} ({sizes['sub']}), analysed; " if sub_stream else "no sub-stream; ")
+              + f"{info.get('manufacturer', '')} {info.get('model', '')}".rstrip())
         if report.outside:
             print(f"warning: {name} lies outside every grid (visible to admins/operators only)")
 
@@ -127,9 +132,11 @@ def register_media_commands(app: typer.Typer, cameras_app: typer.Typer) -> None:
         name: Annotated[str | None, typer.Option(help="Name to store it under")] = None,
         names: Annotated[Path | None, typer.Option(help="Class names file (coco.names)")] = None,
         input_size: Annotated[int, typer.Option(help="Network input size for Darknet models")] = 416,
+        int8_calibrate: Annotated[list[Path] | None, typer.Option(
+            "--int8-calibrate", help="Also store NAME-int8, calibrated on this clip (repeatable)")] = None,
     ) -> None:
         """Import a detector model (Darknet YOLOv3/v4 models are converted to ONNX)."""
-        from gridpatrol.model_store import import_model
+        from gridpatrol.model_store import import_model, quantize_model
 
         settings = load_settings()
         try:
@@ -137,6 +144,33 @@ def register_media_commands(app: typer.Typer, cameras_app: typer.Typer) -> None:
         except GridPatrolError as err:
             fail(str(err))
         print(f"model stored: {path}")
+        if int8_calibrate:
+            try:
+                int8 = quantize_model(str(path), int8_calibrate, models_dir=settings.models_dir)
+            except GridPatrolError as err:
+                fail(f"--int8-calibrate: {err}")
+            print(f"int8 model stored: {int8}")
+
+    @models_app.command("quantize")
+    def models_quantize(
+        model: Annotated[str, typer.Argument(help="A stored FP32 model's name (or an .onnx path)")],
+        calibrate: Annotated[list[Path], typer.Option(
+            "--calibrate", help="A clip from the cameras the model will watch (repeatable)")],
+        name: Annotated[str | None, typer.Option(help="Name to store it under (default NAME-int8)")] = None,
+        frames: Annotated[int, typer.Option(help="Calibration frames drawn from the clips")] = 64,
+    ) -> None:
+        """Store the INT8 version of a model (about twice as fast on CPU); the FP32 one stays."""
+        from gridpatrol.model_store import quantize_model
+        from models.errors import StreamError
+
+        settings = load_settings()
+        try:
+            path = quantize_model(model, calibrate, models_dir=settings.models_dir, out_name=name, frames=frames)
+        except StreamError as err:
+            fail(f"--calibrate: {err}")
+        except GridPatrolError as err:
+            fail(str(err))
+        print(f"int8 model stored: {path} (pick it with GRIDPATROL_DETECTOR_MODEL={path.stem})")
 
     @models_app.command("list")
     def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -145,4 +179,4 @@ def register_media_commands(app: typer.Typer, cameras_app: typer.Typer) -> None:
 
         settings = load_settings()
         for info in list_models(settings.models_dir):
-            print(json.dumps(info.to_json()) if as_json else f"{info.name}  {info.source}  {info.classes} classes  {info.input_size}  {info.path}")
+            print(json.dumps(info.to_json()) if as_json else f"{info.name}  {info.source}  {info.precision}  {info.classes} classes  {info.input_size}  {info.path}")

@@ -1,8 +1,8 @@
 """ONVIF: describe a device (onvif-zeep-async) and find devices with a raw WS-Discovery Probe.
 
 ``describe(address, user, password)`` returns a :class:`DeviceDescription`: device information,
-media profiles (resolution, codec, frame rate), a stream URI per profile (the smallest profile is the
-sub-stream for analysis, the largest the main stream for viewing) and a snapshot URI. Each
+media profiles (resolution, codec, frame rate), a stream URI per profile (the largest profile is the
+main stream for viewing, the next lower resolution the sub-stream for analysis) and a snapshot URI. Each
 capability is probed on its own and a missing one is recorded in ``missing`` instead of failing
 the whole call (cameras are quirky; Home Assistant's ONVIF integration does the same). Only an
 unreachable device or refused credentials raise.
@@ -65,16 +65,30 @@ class DeviceDescription:
     missing: list[str] = field(default_factory=list)  # capabilities that failed, with the reason
 
     @property
-    def analysis_profile(self) -> MediaProfile | None:
-        """The smallest profile with a stream URI: the sub-stream detectors read."""
+    def main_profile(self) -> MediaProfile | None:
+        """The largest profile with a stream URI: the main stream (主码流) people watch."""
         usable = [p for p in self.profiles if p.stream_uri]
-        return min(usable, key=_pixels, default=None)
+        return max(usable, key=_pixels, default=None)
+
+    @property
+    def sub_profile(self) -> MediaProfile | None:
+        """The profile with the next lower resolution than the main one: the sub-stream (子码流) detectors
+        read. None when every profile has the main stream's size (a camera with one stream). Cameras
+        with a third stream (Hikvision, Dahua) list it lower still: the second is the usual sub-stream."""
+        main = self.main_profile
+        if main is None:
+            return None
+        lower = [p for p in self.profiles if p.stream_uri and _pixels(p) < _pixels(main)]
+        return max(lower, key=_pixels, default=None)
+
+    @property
+    def analysis_profile(self) -> MediaProfile | None:
+        """What the worker analyses by default: the sub-stream, else the main stream."""
+        return self.sub_profile or self.main_profile
 
     @property
     def viewing_profile(self) -> MediaProfile | None:
-        """The largest profile with a stream URI: the main stream people watch."""
-        usable = [p for p in self.profiles if p.stream_uri]
-        return max(usable, key=_pixels, default=None)
+        return self.main_profile
 
     @property
     def snapshot_uri(self) -> str | None:
@@ -85,8 +99,10 @@ class DeviceDescription:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["main_uri"] = self.main_profile.stream_uri if self.main_profile else None
+        data["sub_uri"] = self.sub_profile.stream_uri if self.sub_profile else None
         data["analysis_uri"] = self.analysis_profile.stream_uri if self.analysis_profile else None
-        data["viewing_uri"] = self.viewing_profile.stream_uri if self.viewing_profile else None
+        data["viewing_uri"] = data["main_uri"]
         data["snapshot_uri"] = self.snapshot_uri
         return data
 

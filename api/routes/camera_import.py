@@ -29,7 +29,7 @@ class CameraImportIn(BaseModel):
     text: str = Field(
         min_length=1,
         max_length=2_000_000,
-        description="The file's text: CSV with the header name,url,lon,lat[,onvif][,grid], or YAML",
+        description="The file's text: CSV with the header name,url,lon,lat[,sub_url][,analysis_stream][,onvif][,grid], or YAML",
     )
     format: Literal["csv", "yaml"] = Field(default="csv", description="csv | yaml")
 

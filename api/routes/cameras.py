@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from api.deps import (
+    BusDep,
     ConfigurableCamera,
     CurrentUser,
     ScopeDep,
@@ -21,8 +22,11 @@ from api.deps import (
     x_access,
 )
 from api.schemas import CameraOut, CameraPage, CameraPatchIn, ErrorOut
+from models.bus.messages import CONFIG_CHANGES, ConfigChange
+from models.db.engine import lock_rows
 from models.db.tables import Camera, GridNode
 from models.errors import BusError, Conflict, InvalidInput
+from models.grid.cameras import analysed_stream
 from models.identity.audit import record_change
 
 router = APIRouter(prefix="/api", tags=["cameras"])
@@ -48,6 +52,9 @@ def camera_out(cam: Camera) -> CameraOut:
         status=cam.status,
         has_onvif=bool(cam.onvif_url),
         stream_host=cam.stream_host or _host(cam.url),  # url: encrypted (no host) or a legacy plain row
+        has_sub_stream=bool(cam.sub_url),
+        analysis_stream=cam.analysis_stream or "auto",  # type: ignore[arg-type]
+        analysed_stream=analysed_stream(cam.analysis_stream, has_sub=bool(cam.sub_url)),
         updated_at=cam.updated_at,
     )
 
@@ -87,14 +94,23 @@ def get_camera(cam: VisibleCamera) -> CameraOut:
 @router.patch(
     "/cameras/{camera_id}",
     response_model=CameraOut,
-    responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     openapi_extra=x_access("configure"),
 )
 def update_camera(
-    body: CameraPatchIn, request: Request, session: SessionDep, cam: ConfigurableCamera, user: CurrentUser
+    body: CameraPatchIn, request: Request, session: SessionDep, cam: ConfigurableCamera, user: CurrentUser, bus: BusDep
 ) -> CameraOut:
-    """Rename, enable/disable or pin a camera to a grid node (admins and operators; logged)."""
+    """Rename, enable/disable, pin a camera to a grid node or choose the stream its worker analyses
+    (admins and operators; logged). Workers apply the change within seconds, without a restart."""
     changes: dict[str, object] = {}
+    if body.analysis_stream is not None:
+        cam = lock_rows(session, Camera, [cam.id])[cam.id]  # an import may be changing its sub-stream now
+        if body.analysis_stream == "sub" and not cam.sub_url:
+            raise Conflict("the camera has no sub-stream (子码流): import its sub_url first, or choose main or auto")
+        stored = None if body.analysis_stream == "auto" else body.analysis_stream
+        if stored != cam.analysis_stream:
+            cam.analysis_stream = stored
+            changes["analysis_stream"] = body.analysis_stream
     if body.name is not None and body.name != cam.name:
         if session.scalar(select(Camera.id).where(Camera.name == body.name, Camera.id != cam.id)) is not None:
             raise Conflict(f"a camera named {body.name!r} exists")
@@ -114,6 +130,11 @@ def update_camera(
         )  # fmt: skip
     session.commit()
     session.refresh(cam)
+    if changes and bus is not None:
+        try:
+            bus.publish(CONFIG_CHANGES, [ConfigChange(kind="camera", camera_id=cam.id)])
+        except BusError:
+            pass  # workers also poll the cameras; they pick it up within seconds
     return camera_out(cam)
 
 
@@ -142,6 +163,7 @@ class CameraHealthOut(BaseModel):
     codec: str | None = None
     resolution_wh: list[int] | None = None
     nominal_fps: float | None = None
+    stream: str | None = Field(default=None, description="Which of the camera's streams the worker analyses: main | sub")
     outbox_depth: int | None = Field(default=None, description="This camera's rule events waiting in the worker's outbox")
     outbox_dropped: int | None = Field(default=None, description="This camera's rule events a full outbox dropped ('updated' first)")
     outbox_state: str | None = Field(default=None, description="The worker's outbox: ok | retrying | full | overflow")

@@ -1,4 +1,8 @@
-"""Camera registration: from CSV/YAML files or one at a time, placed into the grid tree by location."""
+"""Camera registration: from CSV/YAML files or one at a time, placed into the grid tree by location.
+
+A camera has a main stream (``url``, for viewing) and optionally a sub-stream (``sub_url``, lower
+resolution, for analysis). ``analysis_stream`` picks the one the worker reads: ``sub``, ``main`` or
+unset (auto: the sub-stream when there is one)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -17,7 +21,6 @@ from sqlalchemy.orm import Session
 from models.db.tables import Camera, GridNode
 from models.errors import InvalidInput
 from models.grid.credentials import CredentialKeyring, set_camera_secrets, stream_host
-from models.grid.geo import GridLocator
 from models.grid.textfile import read_text_file
 from models.secrets import redact_url
 
@@ -25,6 +28,9 @@ STREAM_SCHEMES = {"rtsp", "rtsps", "http", "https", "file"}
 ONVIF_SCHEMES = {"http", "https"}
 YAML_SUFFIXES = {".yaml", ".yml"}
 CSV_DELIMITERS = (",", "\t", ";")
+#: the values of ``cameras.analysis_stream``; ``auto`` is stored as NULL
+ANALYSIS_STREAMS = ("auto", "sub", "main")
+StreamName = Literal["main", "sub"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,11 @@ class CameraSpec:
     onvif_url: str | None = None
     grid_code: str | None = None
     enabled: bool = True
+    sub_url: str | None = None
+    #: False when the file has no sub_url column: an update leaves the camera's sub-stream as it is
+    sub_url_given: bool = True
+    #: None: leave the camera's setting as it is (a new camera: auto)
+    analysis_stream: str | None = None
 
 
 @dataclass
@@ -77,7 +88,7 @@ def _url(value: Any, *, where: str, field_name: str, schemes: set[str], required
 
 
 def spec_from_row(row: dict[str, Any], *, where: str) -> CameraSpec:
-    unknown = set(row) - {"name", "url", "lon", "lat", "onvif", "grid", "enabled"}
+    unknown = set(row) - {"name", "url", "sub_url", "analysis_stream", "lon", "lat", "onvif", "grid", "enabled"}
     if unknown:
         raise InvalidInput(f"unknown column(s): {', '.join(sorted(map(str, unknown)))}", where=where)
     name = str(row.get("name") or "").strip()
@@ -87,6 +98,11 @@ def spec_from_row(row: dict[str, Any], *, where: str) -> CameraSpec:
         raise InvalidInput("is longer than 200 characters", where=where, field="name")
     where = f"{where} ({name!r})"
     url = _url(row.get("url"), where=where, field_name="url", schemes=STREAM_SCHEMES, required=True)
+    sub_url = _url(row.get("sub_url"), where=where, field_name="sub_url", schemes=STREAM_SCHEMES, required=False)
+    analysis = str(row.get("analysis_stream") or "").strip().lower() or None
+    if analysis is not None:
+        # without a sub_url column the camera's stored sub-stream counts (checked again when stored)
+        check_analysis_stream(analysis, has_sub=sub_url is not None or "sub_url" not in row, where=where)
     lon = _float(row.get("lon"), where=where, field_name="lon", low=-180, high=180)
     lat = _float(row.get("lat"), where=where, field_name="lat", low=-90, high=90)
     if (lon is None) != (lat is None):
@@ -96,11 +112,30 @@ def spec_from_row(row: dict[str, Any], *, where: str) -> CameraSpec:
     enabled_raw = row.get("enabled", True)
     enabled = str(enabled_raw).strip().lower() not in {"0", "false", "no", "off"}
     assert url is not None
-    return CameraSpec(name=name, url=url, lon=lon, lat=lat, onvif_url=onvif, grid_code=grid, enabled=enabled)
+    return CameraSpec(
+        name=name, url=url, lon=lon, lat=lat, onvif_url=onvif, grid_code=grid, enabled=enabled, sub_url=sub_url,
+        sub_url_given="sub_url" in row, analysis_stream=analysis,
+    )  # fmt: skip
+
+
+def check_analysis_stream(value: str, *, has_sub: bool, where: str | None = None) -> None:
+    """``value`` is one of :data:`ANALYSIS_STREAMS`, and ``sub`` only for a camera with a sub-stream."""
+    if value not in ANALYSIS_STREAMS:
+        raise InvalidInput(f"{value!r} is not one of {', '.join(ANALYSIS_STREAMS)}", where=where, field="analysis_stream")
+    if value == "sub" and not has_sub:
+        raise InvalidInput("is 'sub' but the camera has no sub-stream (sub_url)", where=where, field="analysis_stream")
+
+
+def analysed_stream(setting: str | None, *, has_sub: bool) -> StreamName:
+    """The stream the worker reads: the chosen one, auto (NULL) meaning the sub-stream when there is one.
+    A ``sub`` setting on a camera whose sub-stream was removed falls back to the main stream."""
+    if setting == "main" or not has_sub:
+        return "main"
+    return "sub"
 
 
 def parse_camera_file(path: Path) -> list[CameraSpec]:
-    """CSV (header ``name,url,lon,lat`` and optional ``onvif``, ``grid``) or YAML (a list, or ``cameras:``),
+    """CSV (header ``name,url,lon,lat`` and optional ``sub_url``, ``analysis_stream``, ``onvif``, ``grid``) or YAML (a list, or ``cameras:``),
     in any encoding :func:`models.grid.textfile.read_text_file` knows."""
     return parse_camera_text(read_text_file(path).text, yaml_format=path.suffix.lower() in YAML_SUFFIXES)
 
@@ -173,6 +208,8 @@ def register_cameras(
             raise InvalidInput(f"no grid node has code {s.grid_code!r}", where=f"camera {s.name!r}", field="grid")
     existing = {c.name: c for c in session.scalars(select(Camera).where(Camera.name.in_([s.name for s in specs])))}
     to_locate = [s for s in specs if not s.grid_code and s.lon is not None and s.lat is not None]
+    from models.grid.geo import GridLocator  # shapely and numpy: only when cameras are placed
+
     located = GridLocator.from_session(session).locate_many([(s.lon, s.lat) for s in to_locate])  # type: ignore[misc]
     where_found = {s.name: hit for s, hit in zip(to_locate, located, strict=True)}
     for s in specs:
@@ -184,6 +221,11 @@ def register_cameras(
         else:
             report.updated += 1
         set_camera_secrets(cam, credentials, url=s.url, onvif_url=s.onvif_url)
+        if s.sub_url_given or cam.id is None:
+            set_camera_secrets(cam, credentials, sub_url=s.sub_url)
+        if s.analysis_stream is not None:
+            check_analysis_stream(s.analysis_stream, has_sub=bool(cam.sub_url), where=f"camera {s.name!r}")
+            cam.analysis_stream = None if s.analysis_stream == "auto" else s.analysis_stream
         cam.stream_host = stream_host(s.url)
         cam.lon, cam.lat = s.lon, s.lat
         cam.enabled = s.enabled

@@ -39,7 +39,7 @@ _V1 = "gpenc:v1:"
 KEY_FILE_NAME = "credentials.key"
 ENV_KEY = "GRIDPATROL_CREDENTIALS_KEY"
 #: the camera columns that hold secrets, encrypted as a whole
-SECRET_FIELDS = ("url", "onvif_url", "onvif_password")
+SECRET_FIELDS = ("url", "sub_url", "onvif_url", "onvif_password")
 _NONCE = 12
 
 
@@ -227,7 +227,7 @@ def stream_host(url: str) -> str | None:
 
 
 def set_camera_secrets(cam: Camera, keyring: CredentialKeyring | None, **values: str | None) -> None:
-    """Store the given secret columns of a camera (``url=``, ``onvif_url=``, ``onvif_password=``),
+    """Store the given secret columns of a camera (``url=``, ``sub_url=``, ``onvif_url=``, ``onvif_password=``),
     encrypted when a keyring is given (otherwise plain, sealed at the next worker start)."""
     for column, value in values.items():
         if column not in SECRET_FIELDS:
@@ -259,7 +259,7 @@ def unreadable_marker(stored: str) -> str:
 def stored_key_ids(factory: sessionmaker[Session]) -> set[str]:
     """Key ids the cameras' stored secrets name (empty while nothing is encrypted)."""
     with factory() as session:
-        values = session.execute(select(Camera.url, Camera.onvif_url, Camera.onvif_password)).all()
+        values = session.execute(select(*(getattr(Camera, c) for c in SECRET_FIELDS))).all()
     return {kid for row in values for v in row if v and (kid := key_id_of(v))}
 
 

@@ -1,21 +1,29 @@
 """Issue 11: reading commands never create a database; ``status`` says which one is used; the listings
 an operator expects (cameras, grids, users, tickets) as JSON and as aligned tables. Through the real CLI,
-on SQLite and on PostgreSQL, after importing the sample tree, cameras and users through the CLI."""
+on SQLite and on PostgreSQL, after importing the sample tree, cameras and users through the CLI.
+
+The import runs once per database kind (nine CLI processes); each test then reads its own copy of that
+database and of the data directory (its credentials key), so no test sees another's writes."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, make_url, select, text
 
 from gridpatrol.cli_lists import display_width
 from models.db.engine import make_engine, make_session_factory, transaction
 from models.db.tables import Camera, GridNode, Ticket, User
 from tests.models.test_bus import REDIS_URL, redis_available
 from tests.support import sample
+from tests.support.cli_batch import run_cli_batch
+from tests.support.databases import PG_ADMIN_URL, postgres_available, postgres_database
 from tests.support.procs import free_port, run_cli
 from tests.support.require import require
 
@@ -43,17 +51,81 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def env(db_url: str, tmp_path: Path) -> dict[str, str]:
-    """The sample tree, cameras and users imported through the CLI into a clean database."""
-    e = {**base_env(tmp_path), "GRIDPATROL_DATABASE_URL": db_url.replace("postgresql+psycopg://", "postgresql://")}
-    grids, cams = sample.write_files(tmp_path)
-    ok(run_cli(["grids", "import", str(grids)], e))
-    ok(run_cli(["cameras", "import", str(cams)], e))
+def cli_url(db_url: str) -> str:
+    return db_url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def import_sample(db_url: str, directory: Path) -> Path:
+    """The sample tree, cameras and users imported through the CLI; returns the data directory."""
+    e = {**base_env(directory), "GRIDPATROL_DATABASE_URL": cli_url(db_url)}
+    grids, cams = sample.write_files(directory)
+    commands = [["grids", "import", str(grids)], ["cameras", "import", str(cams)]]
     for username, (role, codes) in sample.USERS.items():
         grid_args = [arg for code in codes for arg in ("--grid", code)]
-        ok(run_cli(["users", "add", username, "--role", role, "--password", sample.PASSWORD, *grid_args], e))
-    return e
+        commands.append(["users", "add", username, "--role", role, "--password", sample.PASSWORD, *grid_args])
+    for result in run_cli_batch(commands, e):
+        ok(result)
+    return directory / "var"
+
+
+class Imported:
+    """Per database kind, made on first use: the database the CLI imported the sample into, and its data dir."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._factory = factory
+        self._made: dict[str, tuple[str, Path]] = {}
+        self._pg = None
+
+    def get(self, kind: str) -> tuple[str, Path]:
+        if kind not in self._made:
+            directory = self._factory.mktemp(f"imported-{kind}")
+            if kind == "sqlite":
+                url = f"sqlite:///{directory / 'imported.db'}"  # created and migrated by the first import
+            else:
+                require(postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+                self._pg = postgres_database()
+                url = self._pg.__enter__()
+            self._made[kind] = (url, import_sample(url, directory))
+        return self._made[kind]
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
+    made = Imported(tmp_path_factory)
+    yield made
+    made.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, imported: Imported, tmp_path: Path) -> Iterator[str]:
+    """This test's copy of the database the CLI imported the sample into (and of its data directory)."""
+    source, data_dir = imported.get(request.param)
+    shutil.copytree(data_dir, tmp_path / "var")
+    if request.param == "sqlite":
+        target = tmp_path / "gridpatrol-copy.db"
+        shutil.copyfile(make_url(source).database or "", target)
+        yield f"sqlite:///{target}"
+        return
+    name = f"gp_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{make_url(source).database}"'))
+    try:
+        yield make_url(source).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """The sample tree, cameras and users, imported through the CLI (see the module docstring)."""
+    return {**base_env(tmp_path), "GRIDPATROL_DATABASE_URL": cli_url(db_url)}
 
 
 # --- a missing database ---------------------------------------------------------------------------------
@@ -99,7 +171,8 @@ def test_status_of_a_missing_database_says_so_and_creates_nothing(tmp_path: Path
 # --- status -------------------------------------------------------------------------------------------------
 def test_status_names_the_database_and_counts_what_it_holds(env: dict[str, str], db_url: str) -> None:
     env = {**env, "GRIDPATROL_TIMEZONE": "Asia/Urumqi", "GRIDPATROL_ENVIRONMENT": "development"}
-    doc = json.loads(ok(run_cli(["status", "--json"], env)))
+    as_json, as_text = run_cli_batch([["status", "--json"], ["status"]], env)
+    doc = json.loads(ok(as_json))
     db = doc["database"]
     assert db["exists"] is True and db["up_to_date"] is True and db["revision"] == db["head"] and db["head"]
     assert doc["counts"] == {"grid_nodes": 8, "cameras": 4, "users": len(sample.USERS), "live_tickets": 0}
@@ -112,7 +185,7 @@ def test_status_names_the_database_and_counts_what_it_holds(env: dict[str, str],
     else:
         assert db["backend"] == "postgresql" and db["path"] is None
         assert "***@" in db["url"] and "postgres@" not in db["url"]
-    text = ok(run_cli(["status"], env))
+    text = ok(as_text)
     assert "time zone    Asia/Urumqi" in text
     assert f"schema       {db['head']} (up to date)" in text
     assert "grid nodes 8 · cameras 4 · users 7 · live tickets 0" in text
@@ -137,19 +210,27 @@ def test_status_sees_a_reachable_redis(tmp_path: Path) -> None:
 
 # --- listings ------------------------------------------------------------------------------------------------
 def test_cameras_grids_and_users_lists(env: dict[str, str]) -> None:
-    cams = json.loads(ok(run_cli(["cameras", "list", "--json"], env)))["cameras"]
+    runs = iter(run_cli_batch([
+        ["cameras", "list", "--json"], ["cameras", "list"], ["cameras", "list", "--grid", "S1", "--json"],
+        ["cameras", "list", "--grid", "NOPE"], ["grids", "list", "--json"], ["users", "list", "--json"],
+        ["users", "list", "--role", "manager", "--json"], ["users", "list", "--role", "grid_leader"],
+        ["users", "list", "--role", "king"],
+    ], env))  # fmt: skip
+    cams = json.loads(ok(next(runs)))["cameras"]
     assert len(cams) == 4
     assert [(c["name"], c["grid"], c["host"], c["enabled"]) for c in cams] == [
         (name, grid, "127.0.0.1", True) for name, grid in sorted(sample.CAMERAS.items())
     ]
-    out = ok(run_cli(["cameras", "list"], env))
+    assert {(c["has_sub_stream"], c["analysis_stream"], c["analysed_stream"]) for c in cams} == {(False, "auto", "main")}
+    out = ok(next(runs))
     assert sample.CAMERA_SECRET not in out and "admin:" not in out
-    s1 = json.loads(ok(run_cli(["cameras", "list", "--grid", "S1", "--json"], env)))["cameras"]
+    assert "ANALYSED" in out and out.count("主码流") == 4  # no sub-stream: the main stream is analysed
+    s1 = json.loads(ok(next(runs)))["cameras"]
     assert sorted(c["name"] for c in s1) == ["cam-g1-a", "cam-g1-b", "cam-g2-a"]  # the street's subtree
-    unknown = run_cli(["cameras", "list", "--grid", "NOPE"], env)
+    unknown = next(runs)
     assert unknown.returncode != 0 and "no grid node with code 'NOPE'" in unknown.stderr
 
-    grids = json.loads(ok(run_cli(["grids", "list", "--json"], env)))["grids"]
+    grids = json.loads(ok(next(runs)))["grids"]
     assert len(grids) == 8
     by_code = {g["code"]: g for g in grids}
     assert (by_code["G1"]["name"], by_code["G1"]["kind"], by_code["G1"]["parent"]) == ("桥北第一网格", "grid", "C1")
@@ -159,21 +240,22 @@ def test_cameras_grids_and_users_lists(env: dict[str, str]) -> None:
     }  # fmt: skip
     assert by_code["D1"]["parent"] is None
 
-    users = json.loads(ok(run_cli(["users", "list", "--json"], env)))["users"]
+    users = json.loads(ok(next(runs)))["users"]
     assert len(users) == len(sample.USERS)
     assert {u["username"]: (u["role"], u["grids"], u["enabled"]) for u in users} == {
         name: (role, sorted(codes), True) for name, (role, codes) in sample.USERS.items()
     }
-    managers = json.loads(ok(run_cli(["users", "list", "--role", "manager", "--json"], env)))["users"]
+    managers = json.loads(ok(next(runs)))["users"]
     assert [u["username"] for u in managers] == ["manager-d1", "manager-s1"]
-    table = ok(run_cli(["users", "list", "--role", "grid_leader"], env))
+    table = ok(next(runs))
     assert "网格长 grid_leader" in table and "2 user(s)" in table
-    bad = run_cli(["users", "list", "--role", "king"], env)
+    bad = next(runs)
     assert bad.returncode != 0 and "unknown role 'king'" in bad.stderr
 
 
 def test_grids_tree_marks_nodes_nobody_answers_for(env: dict[str, str]) -> None:
-    lines = ok(run_cli(["grids", "list", "--tree"], env)).splitlines()
+    as_text, as_json = run_cli_batch([["grids", "list", "--tree"], ["grids", "list", "--tree", "--json"]], env)
+    lines = ok(as_text).splitlines()
     tree = "\n".join(lines)
     by_code = {}
     for line in lines[:-1]:
@@ -189,7 +271,7 @@ def test_grids_tree_marks_nodes_nobody_answers_for(env: dict[str, str]) -> None:
     # the marks stand in one column whatever the width of the Chinese names before them
     columns = {display_width(line[: line.rindex("  ") + 2]) for line in lines[:-1]}
     assert len(columns) == 1, tree
-    nested = json.loads(ok(run_cli(["grids", "list", "--tree", "--json"], env)))["grids"]
+    nested = json.loads(ok(as_json))["grids"]
     assert [n["code"] for n in nested] == ["D1"]
     assert [s["code"] for s in nested[0]["children"]] == ["S1", "S2"]
     assert nested[0]["children"][1]["responsible"] == []
@@ -225,7 +307,12 @@ def seed_tickets(db_url: str) -> dict[str, int]:
 
 def test_tickets_list(env: dict[str, str], db_url: str) -> None:
     ids = seed_tickets(db_url)
-    doc = json.loads(ok(run_cli(["tickets", "list", "--json"], env)))
+    runs = iter(run_cli_batch([
+        ["tickets", "list", "--json"], ["tickets", "list", "--state", "open", "--json"],
+        ["tickets", "list", "--grid", "S2", "--json"], ["tickets", "list", "--limit", "1", "--json"],
+        ["status", "--json"], ["tickets", "list"], ["tickets", "list", "--state", "done"],
+    ], env))  # fmt: skip
+    doc = json.loads(ok(next(runs)))
     items = doc["tickets"]
     assert [t["id"] for t in items] == [ids["dispatched"], ids["late"], ids["closed"]]  # newest first
     late, dispatched, closed = (next(t for t in items if t["id"] == ids[k]) for k in ("late", "dispatched", "closed"))
@@ -239,18 +326,18 @@ def test_tickets_list(env: dict[str, str], db_url: str) -> None:
     assert (closed["state_zh"], closed["overdue"]) == ("已结案", False)  # deadlines passed, but it is done
     assert doc["timezone"] == "Asia/Shanghai"
 
-    only_open = json.loads(ok(run_cli(["tickets", "list", "--state", "open", "--json"], env)))["tickets"]
+    only_open = json.loads(ok(next(runs)))["tickets"]
     assert [t["id"] for t in only_open] == [ids["late"]]
-    street = json.loads(ok(run_cli(["tickets", "list", "--grid", "S2", "--json"], env)))["tickets"]
+    street = json.loads(ok(next(runs)))["tickets"]
     assert [t["id"] for t in street] == [ids["dispatched"]]
-    newest = json.loads(ok(run_cli(["tickets", "list", "--limit", "1", "--json"], env)))["tickets"]
+    newest = json.loads(ok(next(runs)))["tickets"]
     assert [t["id"] for t in newest] == [ids["dispatched"]]
-    status = json.loads(ok(run_cli(["status", "--json"], env)))
+    status = json.loads(ok(next(runs)))
     assert status["counts"]["live_tickets"] == 2
 
-    text = ok(run_cli(["tickets", "list"], env))
+    text = ok(next(runs))
     assert "待派遣 open" in text and "超时 1小时" in text and "2026-01-02 11:04:05" in text and "3 ticket(s)" in text
-    bad = run_cli(["tickets", "list", "--state", "done"], env)
+    bad = next(runs)
     assert bad.returncode != 0 and "unknown state 'done'" in bad.stderr
 
 

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
+from models.db.engine import make_engine
+from models.db.tables import Camera, GridNode
 from tests.support import sample
+from tests.support.cli_batch import run_cli_batch
 from tests.support.procs import free_port, run_cli, serving
 
 
@@ -78,7 +82,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("case", "what", "content", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_files_fail_with_a_clear_message_and_import_nothing(
-    env: dict[str, str], tmp_path: Path, case: str, what: str, content: str, message: str
+    env: dict[str, str], db_url: str, tmp_path: Path, case: str, what: str, content: str, message: str
 ) -> None:
     suffix = ".geojson" if what == "grids" else ".csv"
     path = tmp_path / f"bad{suffix}"
@@ -88,52 +92,66 @@ def test_bad_files_fail_with_a_clear_message_and_import_nothing(
     assert message in result.stderr, result.stderr
     assert "nothing was imported" in result.stderr or "not valid JSON" in result.stderr
     assert "Traceback" not in result.stderr
-    # the grid file fixed, the camera file still bad: still nothing half-imported
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        assert [conn.scalar(select(func.count()).select_from(t)) for t in (GridNode, Camera)] == [0, 0]
+    engine.dispose()
+
+
+def test_a_bad_camera_row_imports_no_camera(env: dict[str, str], db_url: str, tmp_path: Path) -> None:
+    """The grid file fixed, the camera file with one good row and one bad: refused as a whole, the good row
+    is not imported either (the grids are)."""
     grids, _ = sample.write_files(tmp_path)
     ok(run_cli(["grids", "import", str(grids)], env))
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("name,url,lon,lat\ngood,rtsp://127.0.0.1/g,118.705,32.105\nbad,rtsp://127.0.0.1/b,118.7,200\n")
-    assert run_cli(["cameras", "import", str(mixed)], env).returncode != 0
-    ok(run_cli(["users", "add", "admin9", "--role", "admin", "--password", sample.PASSWORD], env))
-    port = free_port()
-    with serving(["serve", "--port", str(port)], env, port=port) as base:
-        token = httpx.post(f"{base}/api/auth/token", data={"username": "admin9", "password": sample.PASSWORD}).json()
-        listing = httpx.get(f"{base}/api/cameras", headers={"Authorization": f"Bearer {token['access_token']}"})
-        assert listing.json()["total"] == 0
+    result = run_cli(["cameras", "import", str(mixed)], env)
+    assert result.returncode != 0 and "line 3 ('bad'): field 'lat'" in result.stderr, result.stderr
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        assert [conn.scalar(select(func.count()).select_from(t)) for t in (GridNode, Camera)] == [8, 0]
+    engine.dispose()
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["users", "add", "x1", "--role", "king", "--password", "long-enough"], "unknown role 'king'"),
-        (["users", "add", "x1", "--role", "grid_leader", "--password", "long-enough"], "needs at least one grid"),
-        (["users", "add", "x1", "--role", "grid_leader", "--grid", "NOPE", "--password", "long-enough"], "'NOPE'"),
-        (["users", "add", "x1", "--role", "admin", "--password", "short"], "field 'password'"),
-        (["grids", "import", "/nonexistent.geojson"], "No such file"),
-    ],
-)
-def test_cli_errors_name_the_bad_field(env: dict[str, str], args: list[str], message: str) -> None:
-    result = run_cli(args, env)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+#: a command with a bad value, and what its error must say
+BAD_ARGS = [
+    (["users", "add", "x1", "--role", "king", "--password", "long-enough"], "unknown role 'king'"),
+    (["users", "add", "x1", "--role", "grid_leader", "--password", "long-enough"], "needs at least one grid"),
+    (["users", "add", "x1", "--role", "grid_leader", "--grid", "NOPE", "--password", "long-enough"], "'NOPE'"),
+    (["users", "add", "x1", "--role", "admin", "--password", "short"], "field 'password'"),
+    (["grids", "import", "/nonexistent.geojson"], "No such file"),
+]
+
+
+def test_cli_errors_name_the_bad_field(env: dict[str, str]) -> None:
+    results = run_cli_batch([args for args, _ in BAD_ARGS], env)
+    for (args, message), result in zip(BAD_ARGS, results, strict=True):
+        assert result.returncode != 0, args
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr, args
 
 
 def test_zones_get_output_is_read_back_by_zones_set(env: dict[str, str], tmp_path: Path) -> None:
     grids, cams = sample.write_files(tmp_path)
-    ok(run_cli(["grids", "import", str(grids)], env))
-    ok(run_cli(["cameras", "import", str(cams)], env))
     lane = {"name": "东侧消防通道", "kind": "fire_lane", "polygon": [[0.1, 0.5], [0.4, 0.5], [0.4, 0.9], [0.1, 0.9]], "dwell_s": 10}
     first = tmp_path / "zones.json"
     first.write_text(json.dumps({"zones": [lane]}, ensure_ascii=False), encoding="utf-8")
-    assert "zones version 1" in ok(run_cli(["zones", "set", "cam-g1-a", str(first)], env))
-    printed = json.loads(ok(run_cli(["zones", "get", "cam-g1-a"], env)))
+    *imports, saved, got = run_cli_batch([
+        ["grids", "import", str(grids)], ["cameras", "import", str(cams)],
+        ["zones", "set", "cam-g1-a", str(first)], ["zones", "get", "cam-g1-a"],
+    ], env)  # fmt: skip
+    for result in imports:
+        ok(result)
+    assert "zones version 1" in ok(saved)
+    printed = json.loads(ok(got))
     assert (printed["version"], printed["zones"][0]["name"]) == (1, "东侧消防通道")
     printed["zones"][0]["dwell_s"] = 30
     again = tmp_path / "edited.json"
     again.write_text(json.dumps(printed, ensure_ascii=False), encoding="utf-8")
-    assert "zones version 2" in ok(run_cli(["zones", "set", "cam-g1-a", str(again)], env))
     # the same edit once more starts from version 1, which is no longer current: refused, nothing saved
-    stale = run_cli(["zones", "set", "cam-g1-a", str(again)], env)
+    saved, stale, got = run_cli_batch(
+        [["zones", "set", "cam-g1-a", str(again)], ["zones", "set", "cam-g1-a", str(again)], ["zones", "get", "cam-g1-a"]], env
+    )
+    assert "zones version 2" in ok(saved)
     assert stale.returncode != 0 and "since version 1 (now version 2)" in stale.stderr + stale.stdout
-    assert json.loads(ok(run_cli(["zones", "get", "cam-g1-a"], env)))["version"] == 2
+    assert json.loads(ok(got))["version"] == 2

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, select
 
 from ingest.onvif import (
     CameraAuthError,
     DeviceDescription,
+    MediaProfile,
     describe,
     discover,
     parse_address,
@@ -17,8 +23,11 @@ from ingest.onvif import (
     with_credentials,
 )
 from ingest.probe import probe
+from models.db.tables import Camera
 from models.errors import CameraError
+from models.grid.credentials import CredentialKeyring, camera_secret, is_encrypted, key_file_key
 from tests.support.onvif_device import OnvifDevice, ipycam_available
+from tests.support.procs import GRIDPATROL
 from tests.support.require import require
 
 USER, PASSWORD = "admin", "admin-pass"
@@ -46,12 +55,47 @@ def test_profiles_with_resolution_codec_and_uris(described: DeviceDescription, d
     by_size = {p.resolution_wh: p for p in described.profiles}
     assert set(by_size) == {(640, 360), (320, 180)}
     assert {p.encoding for p in described.profiles} == {"H264"}
+    assert described.main_profile is by_size[(640, 360)] and described.sub_profile is by_size[(320, 180)]
     assert described.analysis_profile is by_size[(320, 180)]
     assert described.viewing_profile is by_size[(640, 360)]
     assert described.analysis_profile.stream_uri == f"rtsp://127.0.0.1:{device.rtsp_port}/video_sub"
     assert described.viewing_profile.stream_uri == f"rtsp://127.0.0.1:{device.rtsp_port}/video_main"
     data = described.to_dict()
     assert data["analysis_uri"].endswith("/video_sub") and data["viewing_uri"].endswith("/video_main")
+    assert data["sub_uri"].endswith("/video_sub") and data["main_uri"].endswith("/video_main")
+
+
+def test_cli_registration_records_main_and_sub_stream(device: OnvifDevice, tmp_path: Path) -> None:
+    """``gridpatrol cameras add --onvif`` (the real CLI, run inside the device's namespace) stores the main
+    stream (the largest profile) and the sub-stream, both encrypted; the worker will analyse the sub-stream."""
+    env = {**os.environ, "GRIDPATROL_DATA_DIR": str(tmp_path / "var"), "GRIDPATROL_DATABASE_URL": "",
+           "GRIDPATROL_REDIS_URL": "", "GRIDPATROL_SECRET_KEY": "onvif-secret-key-with-at-least-32-characters"}
+    add = ["ip", "netns", "exec", device.netns, GRIDPATROL, "cameras", "add", "gate-1",
+           "--onvif", f"http://127.0.0.1:{device.onvif_port}", "--user", USER, "--password", PASSWORD]  # fmt: skip
+    done = subprocess.run(add, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "main stream rtsp://***@127.0.0.1" in done.stdout and "(640x360)" in done.stdout
+    assert "sub-stream rtsp://***@127.0.0.1" in done.stdout and "(320x180), analysed" in done.stdout
+    assert PASSWORD not in done.stdout + done.stderr
+    listed = subprocess.run([GRIDPATROL, "cameras", "list", "--json"], env=env, capture_output=True, text=True,
+                            timeout=120, check=False)  # fmt: skip
+    (cam,) = json.loads(listed.stdout)["cameras"]
+    assert (cam["name"], cam["has_sub_stream"], cam["analysis_stream"], cam["analysed_stream"]) == (
+        "gate-1", True, "auto", "sub",
+    )  # fmt: skip
+    engine = create_engine(f"sqlite:///{tmp_path / 'var' / 'gridpatrol.db'}")
+    with engine.connect() as conn:
+        url, sub_url = conn.execute(select(Camera.url, Camera.sub_url)).one()
+    engine.dispose()
+    assert is_encrypted(url) and is_encrypted(sub_url)
+    keyring = CredentialKeyring(key_file_key(tmp_path / "var" / "credentials.key"))
+    plain = {c: camera_secret("gate-1", c, v, keyring) for c, v in (("url", url), ("sub_url", sub_url))}
+    assert plain == {
+        "url": f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{device.rtsp_port}/video_main",
+        "sub_url": f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{device.rtsp_port}/video_sub",
+    }
+    main = device.call(lambda: probe(plain["url"], seconds=1.5, open_timeout_s=10))
+    assert main["ok"] and main["resolution_wh"] == [640, 360], main
 
 
 def test_snapshot_uri_serves_a_jpeg(described: DeviceDescription, device: OnvifDevice) -> None:
@@ -125,3 +169,25 @@ def test_with_credentials_encodes_and_replaces() -> None:
     assert with_credentials("rtsp://h:554/s", "ad min", "p@ss:w") == "rtsp://ad%20min:p%40ss%3Aw@h:554/s"
     assert with_credentials("rtsp://old:x@h/s", "u", "p") == "rtsp://u:p@h/s"
     assert with_credentials("rtsp://h/s", "", "") == "rtsp://h/s"
+
+
+def _profile(token: str, wh: tuple[int, int] | None, uri: str | None = "rtsp://h/x") -> MediaProfile:
+    return MediaProfile(token, token, "H265", wh, 25.0, uri and f"{uri}/{token}", None)
+
+
+@pytest.mark.parametrize(
+    ("profiles", "main", "sub"),
+    [
+        # Hikvision/Dahua-style three streams: the sub-stream is the second, not the smallest
+        ([_profile("p3", (640, 360)), _profile("p1", (2560, 1440)), _profile("p2", (1280, 720))], "p1", "p2"),
+        ([_profile("p1", (1920, 1080))], "p1", None),  # one stream: nothing to analyse but the main one
+        ([_profile("p1", (1280, 720)), _profile("p2", (1280, 720))], "p1", None),  # same size: no sub-stream
+        ([_profile("p1", (1920, 1080)), _profile("p2", (640, 480), uri=None)], "p1", None),  # no URI: unusable
+        ([], None, None),
+    ],
+)
+def test_main_and_sub_profile_choice(profiles: list[MediaProfile], main: str | None, sub: str | None) -> None:
+    found = DeviceDescription("192.0.2.7", 80, profiles=profiles)
+    assert (found.main_profile.token if found.main_profile else None) == main
+    assert (found.sub_profile.token if found.sub_profile else None) == sub
+    assert (found.analysis_profile.token if found.analysis_profile else None) == (sub or main)

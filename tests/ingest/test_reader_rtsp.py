@@ -38,11 +38,15 @@ def drain(q: LatestFrameQueue) -> list[SampledFrame | EndOfStream]:
             return items
 
 
-def test_frames_arrive_at_the_configured_rate_and_size(rtsp_server: Callable[..., RtspServer]) -> None:
-    server = rtsp_server({"/live": Synthetic(width=640, height=360, gop=25)})
+@pytest.mark.parametrize(("codec", "decoder"), [("h264", "h264"), ("h265", "hevc")])
+def test_frames_arrive_at_the_configured_rate_and_size(
+    rtsp_server: Callable[..., RtspServer], codec: str, decoder: str
+) -> None:
+    """The same reader, sampling and health for H.264 and H.265 (HEVC) cameras."""
+    server = rtsp_server({"/live": Synthetic(width=640, height=360, gop=25, codec=codec)})
     out = LatestFrameQueue(100)
     reader = StreamReader(
-        "cam-rate",
+        f"cam-rate-{codec}",
         server.url("/live"),
         stream=FAST,
         sampling=SamplingOptions(analysis_fps=2.0, analysis_width=320, display_fps=5.0),
@@ -63,7 +67,8 @@ def test_frames_arrive_at_the_configured_rate_and_size(rtsp_server: Callable[...
     assert all(f.image_bgr.shape == (180, 320, 3) for f in frames)  # downscaled, aspect kept
     assert all(b >= a for a, b in zip([f.capture_ts for f in frames], [f.capture_ts for f in frames[1:]], strict=False))
     snap = reader.health.snapshot()
-    assert snap["codec"] == "h264" and snap["resolution_wh"] == [640, 360]
+    assert snap["codec"] == decoder and snap["resolution_wh"] == [640, 360]
+    assert snap["decode_errors"] == 0
     # counts, not wall-clock rates: one analysed frame per 0.5 s of a 25 fps stream is one in 12.5
     n = snap["frames_analysed"]
     assert n == len(frames)
@@ -89,6 +94,31 @@ def test_keyframe_only_mode_decodes_only_keyframes(rtsp_server: Callable[..., Rt
     assert snap["frames_in"] == snap["keyframes"] == len(frames)
     assert 7 <= len(frames) <= 8  # RTSP may miss nothing but the very first packet's timing
     assert all(f.keyframe for f in frames)
+
+
+def test_keyframe_only_mode_on_a_live_h265_camera(rtsp_server: Callable[..., RtspServer]) -> None:
+    """HEVC keyframes (IDR/CRA) are recognised from the RTSP packets as H.264 ones are: one a GOP."""
+    server = rtsp_server({"/h265": Synthetic(width=640, height=360, gop=25, codec="h265")})  # 1 keyframe/s
+    out = LatestFrameQueue(100)
+    reader = StreamReader(
+        "cam-h265-key",
+        server.url("/h265"),
+        stream=FAST,
+        sampling=SamplingOptions(keyframes_only=True, analysis_fps=0, analysis_width=320),
+        output=out,
+    ).start()
+    try:
+        assert wait_for(lambda: reader.health.analysed.count >= 4, 20)
+    finally:
+        reader.stop(5)
+    frames = [f for f in drain(out) if isinstance(f, SampledFrame)]
+    snap = reader.health.snapshot()
+    assert snap["codec"] == "hevc" and snap["decode_errors"] == 0
+    assert len(frames) >= 4 and all(f.keyframe for f in frames)
+    assert snap["frames_in"] == snap["keyframes"] == snap["frames_analysed"]  # nothing but keyframes decoded
+    timed = [f.stream_ts for f in frames if f.stream_ts is not None]
+    assert float(np.median(np.diff(timed))) == pytest.approx(1.0, abs=0.045)  # GOP 25 at 25 fps
+    assert all(f.image_bgr.shape == (180, 320, 3) for f in frames)
 
 
 def test_keyframe_only_file_source_same_code(clips: dict[str, Path]) -> None:

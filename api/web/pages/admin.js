@@ -250,6 +250,21 @@ async function tokens(body, ctx) {
 }
 
 // --- cameras ---------------------------------------------------------------------------------------
+// 分析码流: which stream the worker analyses; auto is the sub-stream when the camera has one.
+function streamPicker(ctx, c, reload) {
+  const options = ["auto", "sub", "main"].map((v) =>
+    h(
+      "option",
+      { value: v, selected: v === c.analysis_stream, disabled: v === "sub" && !c.has_sub_stream },
+      v === "auto" ? tb("admin.stream_auto", { analysed: tb(`admin.stream_${c.analysed_stream}`) }) : tb(`admin.stream_${v}`),
+    ),
+  );
+  const select = h("select", { class: "small", "aria-label": tb("admin.camera_stream_label", { name: c.name }) }, options);
+  select.value = c.analysis_stream;
+  select.addEventListener("change", () => act(ctx, () => ctx.api.patch(`/api/cameras/${c.id}`, { analysis_stream: select.value }), reload));
+  return h("span", { class: "stream-pick" }, select, c.has_sub_stream ? null : h("small", { class: "hint" }, tb("admin.stream_no_sub")));
+}
+
 async function cameras(body, ctx) {
   const list = h("div", {});
   const reload = async () => {
@@ -263,7 +278,7 @@ async function cameras(body, ctx) {
     replace(
       list,
       grid(
-        [tb("admin.camera_name"), tb("admin.camera_grid"), tb("admin.camera_status"), tb("admin.camera_zones"), tb("admin.actions")],
+        [tb("admin.camera_name"), tb("admin.camera_grid"), tb("admin.camera_status"), tb("admin.camera_stream"), tb("admin.camera_zones"), tb("admin.actions")],
         page.items.map((c) => {
           const action = c.enabled ? tb("admin.disable") : tb("admin.enable");
           return h(
@@ -272,6 +287,7 @@ async function cameras(body, ctx) {
             h("td", {}, c.name),
             h("td", {}, c.grid_name ? `${c.grid_name}（${c.grid_code}）` : "—"),
             h("td", {}, c.enabled ? tb(`status.${c.status}`) : tb("status.disabled")),
+            h("td", {}, streamPicker(ctx, c, reload)),
             h("td", {}, h("a", { href: `#/zones/${c.id}`, "aria-label": tb("admin.camera_edit_zones", { name: c.name }) }, tb("zones.title"))),
             h(
               "td",
@@ -293,7 +309,7 @@ async function cameras(body, ctx) {
     );
   };
   const file = h("input", { id: "ci-file", type: "file", accept: ".csv,.yaml,.yml,text/csv", "aria-describedby": "ci-help" });
-  const text = h("textarea", { id: "ci-text", rows: 5, placeholder: "name,url,lon,lat,grid\ncam-1,rtsp://…,118.70,32.10,G1" });
+  const text = h("textarea", { id: "ci-text", rows: 5, placeholder: "name,url,sub_url,lon,lat,grid\ncam-1,rtsp://…/main,rtsp://…/sub,118.70,32.10,G1" });
   const format = h("select", { id: "ci-format" }, h("option", { value: "csv" }, "CSV"), h("option", { value: "yaml" }, "YAML"));
   const result = h("div", { "aria-live": "polite" });
   file.addEventListener("change", async () => {
