@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +41,7 @@ from api.routes import (
     grants,
     grids,
     live_tiles,
+    notifications,
     org,
     patrol,
     stats,
@@ -51,13 +53,14 @@ from api.routes import (
     zones,
 )
 from api.routes.metrics import metrics_router
-from api.schemas import ErrorOut, HealthOut
+from api.schemas import ErrorOut, HealthOut, ReadyOut
 from api.settings import ApiSettings
 from api.throttle import install_throttle_handler
 from api.tile_hub import TileHub
 from api.web_app import install_web
 from models.bus.health_board import HealthBoard
 from models.bus.protocol import Bus
+from models.db.readiness import bus_problem, database_problem
 from models.errors import ConfigError
 from models.live.board import TileBoard
 from models.patrol.settings import PatrolSettings
@@ -218,6 +221,7 @@ def create_app(
     app.include_router(org.router)
     app.include_router(triage.router)
     app.include_router(ticket_parts.router)
+    app.include_router(notifications.router)
     app.include_router(live_tiles.router)
     app.include_router(live_tiles.websocket_router)
 
@@ -235,6 +239,16 @@ def create_app(
         """Liveness and database reachability (no authentication: for load balancers)."""
         session.execute(text("SELECT 1"))
         return HealthOut(status="ok", database="ok")
+
+    @app.get("/readyz", tags=["health"], openapi_extra=x_access("public"), responses={503: {"model": ReadyOut}})
+    def readyz() -> JSONResponse:
+        """Ready to serve: the database answers with its schema at head, the bus answers (503 otherwise)."""
+        checks = {"database": database_problem(session_factory) or "ok"}
+        if bus is not None:
+            checks["bus"] = bus_problem(bus) or "ok"
+        ok = all(v == "ok" for v in checks.values())
+        body = ReadyOut(status="ready" if ok else "not ready", process="api", checks=checks)
+        return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     install_web(app)  # the web UI under / (api/web_app.py): the router's fallback, never shadowing a route
     return app

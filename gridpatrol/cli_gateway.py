@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,6 +16,7 @@ from models.errors import GridPatrolError
 if TYPE_CHECKING:
     from gridpatrol.gateway import GatewayThread
     from gridpatrol.runtime import Runtime
+    from ingest.gb28181.media import ChannelFeeds
     from rtsp_gateway.settings import GatewaySettings
 
 
@@ -41,7 +43,9 @@ def gateway_settings(
         fail(str(err))
 
 
-def start_gateway_thread(runtime: Runtime, settings: Settings, conf: GatewaySettings) -> GatewayThread:
+def start_gateway_thread(
+    runtime: Runtime, settings: Settings, conf: GatewaySettings, *, gb_feeds: ChannelFeeds | None = None
+) -> GatewayThread:
     """Bind the RTSP port, then run the gateway on an event loop of its own thread (``serve``). The
     ``settings`` must carry the API signing key (it keys the Digest nonces when none is configured)."""
     from gridpatrol.gateway import Gateway, GatewayThread, bind_gateway
@@ -59,7 +63,12 @@ def start_gateway_thread(runtime: Runtime, settings: Settings, conf: GatewaySett
         )
     keyring = prepare_credentials(runtime.factory, settings.credentials, data_dir=settings.storage.data_dir)
     gateway = Gateway.build(
-        conf, factory=runtime.factory, keyring=keyring, nonce_secret=settings.api.secret_key, bus=runtime.bus
+        conf,
+        factory=runtime.factory,
+        keyring=keyring,
+        nonce_secret=settings.api.secret_key,
+        bus=runtime.bus,
+        gb_feeds=gb_feeds,  # gb28181:// cameras, when the GB/T 28181 platform runs in this process
     )
     return GatewayThread(gateway, sock)
 
@@ -127,12 +136,21 @@ def register_gateway_commands(app: typer.Typer) -> None:
             nonce_secret=settings.api.secret_key,
             bus=runtime.bus,
         )
-        if metrics_port:
-            from prometheus_client import CollectorRegistry, start_http_server
+        listening = threading.Event()
+        if metrics_port:  # /metrics, /healthz, /readyz (gridpatrol/health_http.py)
+            from prometheus_client import CollectorRegistry
+
+            from gridpatrol.health_http import common_checks, start_health_server
 
             registry = CollectorRegistry()
             GatewayCollector(gateway).register(registry)
-            start_http_server(metrics_port, addr=metrics_host, registry=registry)
+            checks = [
+                *common_checks(runtime.factory, runtime.bus),
+                ("rtsp", lambda: None if listening.is_set() else "RTSP server not listening"),
+            ]
+            start_health_server(
+                metrics_port, host=metrics_host, registry=registry, checks=checks, process="gateway"
+            )
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -140,6 +158,7 @@ def register_gateway_commands(app: typer.Typer) -> None:
             for s in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(s, stop.set)
             await gateway.start(sock=sock)
+            listening.set()
             print(f"rtsp gateway on rtsp://{conf.host}:{gateway.server.port}/cameras/ID", flush=True)
             live = None
             # the browser live view on the same hub: one upstream per camera for RTSP and browser viewers
@@ -149,6 +168,7 @@ def register_gateway_commands(app: typer.Typer) -> None:
                 )
                 print(f"live view on ws://{conf.host}:{live_port}/api/cameras/ID/live", flush=True)
             await stop.wait()
+            listening.clear()
             if live is not None:
                 live.should_exit = True
             await gateway.stop()

@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,8 @@ from models.bus.health_board import HealthBoard, make_health_board
 from models.bus.protocol import Bus, make_bus
 from models.db.engine import make_engine, make_session_factory, upgrade
 from models.errors import ConfigError
-from models.evidence.store import FileEvidenceStore
+from models.evidence.database import DatabaseEvidenceStore
+from models.evidence.store import EvidenceStore, FileEvidenceStore
 from models.live.board import MemoryTileBoard, TileBoard, make_tile_board
 from models.secrets import ensure_private_dir
 from models.tickets.desk import TicketDesk
@@ -34,13 +35,32 @@ from models.tickets.desk import TicketDesk
 if TYPE_CHECKING:  # the worker pulls in the detectors: imported only by processes that run one
     from fastapi import FastAPI
     from prometheus_client import CollectorRegistry
+    from prometheus_client.registry import Collector
 
     from api.live_view import LiveVideo
+    from gridpatrol.mqtt import MqttPublisher
     from gridpatrol.worker import Worker
     from gridpatrol.zone_preview import ZonePreviewService
+    from ingest.reader import SourceOpener
     from models.grid.credentials import CredentialKeyring
 
 logger = logging.getLogger(__name__)
+
+
+def refuse_demo_users(factory: sessionmaker[Session]) -> None:
+    """Stop a start outside the demo when the database holds enabled demo users: their passwords are
+    published (``gridpatrol demo`` marks them), so nothing may serve them logins, tokens or streams."""
+    from sqlalchemy import select
+
+    from models.db.tables import User
+
+    with factory() as session:
+        names = session.scalars(select(User.username).where(User.demo, User.enabled).order_by(User.id).limit(3)).all()
+    if names:
+        raise ConfigError(
+            f"this database holds the demo's users ({', '.join(names)}, ...), whose passwords are published: "
+            "it runs only as the demo (`gridpatrol demo`, GRIDPATROL_ENVIRONMENT=demo); use another database"
+        )
 
 
 @dataclass
@@ -49,13 +69,15 @@ class Runtime:
     engine: Engine
     factory: sessionmaker[Session]
     bus: Bus
-    evidence: FileEvidenceStore
+    evidence: EvidenceStore
     desk: TicketDesk
     health_board: HealthBoard
     #: wall tiles and snapshots: viewers' demand to the workers, their tiles back (models/live)
     tile_board: TileBoard = field(default_factory=MemoryTileBoard)
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+    #: the ticketer's MQTT connection when GRIDPATROL_MQTT_URL is set (gridpatrol/mqtt.py)
+    mqtt: MqttPublisher | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -63,11 +85,18 @@ class Runtime:
         engine = make_engine(settings.storage.resolved_database_url())
         if migrate:
             upgrade(engine)
-        evidence = FileEvidenceStore(settings.storage.data_dir / "evidence")
+        factory = make_session_factory(engine)
+        if settings.api.environment != "demo":
+            refuse_demo_users(factory)
+        evidence: EvidenceStore
+        if settings.storage.evidence_store == "database":  # no shared filesystem between the machines
+            evidence = DatabaseEvidenceStore(factory)
+        else:
+            evidence = FileEvidenceStore(settings.storage.data_dir / "evidence")
         return cls(
             settings=settings,
             engine=engine,
-            factory=make_session_factory(engine),
+            factory=factory,
             bus=make_bus(settings.storage.redis_url, namespace=settings.storage.bus_namespace),
             evidence=evidence,
             desk=TicketDesk(settings.tickets, evidence=evidence),
@@ -150,15 +179,70 @@ class Runtime:
         self.spawn("ticketer", ticketer.run, self.stop)
         if self.settings.tickets.webhook_urls:
             self.spawn("webhooks", lambda: run_webhooks(self.factory, secret=self.settings.tickets.webhook_secret, stop=self.stop))
+        self.spawn("notify", self.run_notifier)  # people's phones: robots, e-mail, SMS (gridpatrol/notify.py)
         # patrol tasks from the points' schedules, missed tasks, weekly and monthly reports (idempotent)
         from gridpatrol.patrol_jobs import PatrolJobs, run_patrol_jobs
         from models.patrol.settings import PatrolSettings
 
         jobs = PatrolJobs(self.factory, PatrolSettings(), webhook_urls=list(self.settings.tickets.webhook_urls))
         self.spawn("patrol", run_patrol_jobs, jobs, self.stop)
+        from gridpatrol.retention_job import RetentionJob
+
+        retention = RetentionJob(
+            self.factory, self.settings.retention, evidence=self.evidence, counts=ticketer.stats.retention
+        )
+        self.spawn("retention", retention.run, self.stop)
+        if self.settings.mqtt.enabled:
+            self.start_mqtt()
         return ticketer
 
-    def start_worker(self, *, capacity: int | None = None) -> Worker:
+    def start_mqtt(self) -> MqttPublisher:
+        """Ticket notices, detection events and camera status to the MQTT broker (gridpatrol/mqtt_bridge.py)."""
+        from sqlalchemy import select
+
+        from gridpatrol.mqtt import MqttPublisher
+        from gridpatrol.mqtt_bridge import MqttBridge
+        from models.db.tables import Camera
+
+        def camera_ids() -> list[int]:
+            with self.factory() as session:
+                return list(session.scalars(select(Camera.id).order_by(Camera.id)))
+
+        name = process_name("ticketer")
+        self.mqtt = MqttPublisher(self.settings.mqtt, client_id=name).start()
+        bridge = MqttBridge(self.mqtt, self.bus, consumer=name, health_board=self.health_board, camera_ids=camera_ids)
+        self.threads += bridge.start(self.stop)
+        return self.mqtt
+
+    def ticketer_collectors(self) -> list[Collector]:
+        """Scrape-time metrics of a ticketer process besides its own (docs/metrics.md)."""
+        from gridpatrol.mqtt import MqttCollector
+        from gridpatrol.process_metrics import BusGroupCollector, TicketCollector
+
+        out: list[Collector] = [TicketCollector(self.factory)]
+        if self.settings.storage.redis_url:
+            out.append(BusGroupCollector(self.settings.storage.redis_url, namespace=self.settings.storage.bus_namespace))
+        if self.mqtt is not None:
+            out.append(MqttCollector(self.mqtt))
+        return out
+
+    def run_notifier(self) -> None:
+        """Deliver the notification outbox until ``stop``; channel secrets are opened with the credentials key."""
+        from gridpatrol.notify import start_notifier
+        from models.grid.credentials import load_keyring
+
+        settings = self.settings
+
+        def keyring() -> CredentialKeyring | None:
+            try:
+                return load_keyring(settings.credentials, data_dir=settings.storage.data_dir)
+            except ConfigError:
+                return None  # no key: a channel with a secret fails with a message saying so
+
+        start_notifier(self.factory, settings.notify, keyring=keyring, stop=self.stop)
+
+    def start_worker(self, *, capacity: int | None = None, openers: Mapping[str, SourceOpener] | None = None) -> Worker:
+        from detectors.evidence import case_codes
         from gridpatrol.analyze import backend_config
         from gridpatrol.worker import Worker
         from ingest.leases import MemoryLeaseStore, RedisLeaseStore
@@ -187,7 +271,9 @@ class Runtime:
             # the key, and plain-text URLs of older versions encrypted, before any camera is read
             credentials=prepare_credentials(self.factory, self.settings.credentials, data_dir=self.settings.storage.data_dir),
             timezone=self.settings.worker.tz,
+            case_codes=case_codes(self.settings.tickets.ticket_categories),
             tiles=TilePublisher(self.tile_board, worker_id=process_name("worker")),
+            openers=openers,  # gb28181:// cameras, when the GB/T 28181 platform runs in this process
         )
         return worker.start()
 
@@ -195,6 +281,8 @@ class Runtime:
         self.stop.set()
         for t in self.threads:
             t.join(timeout=10)
+        if self.mqtt is not None:
+            self.mqtt.close()
         self.bus.close()
         self.tile_board.close()
         self.engine.dispose()

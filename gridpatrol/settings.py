@@ -9,11 +9,14 @@ from typing import Literal
 from pydantic import Field
 
 from api.settings import ApiSettings
+from gridpatrol.mqtt import MqttSettings
 from ingest.settings import IngestSettings
 from models.db.settings import StorageSettings
 from models.grid.credentials import CredentialsSettings
+from models.notify.settings import NotifySettings
 from models.settings import LocaleSettings, PartSettings
 from models.tickets.categories import TicketSettings
+from models.tickets.retention import RetentionSettings
 
 
 class WorkerSettings(LocaleSettings):
@@ -46,6 +49,9 @@ class Settings:
     worker: WorkerSettings
     ticketer: TicketerSettings
     credentials: CredentialsSettings = field(default_factory=CredentialsSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -26,12 +26,13 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.bus.messages import RULE_EVENTS, TICKET_NOTICES, RuleEvent, TicketNotice
+from models.bus.messages import RULE_EVENTS, TICKET_NOTICES, EventClip, RuleEvent, TicketNotice
 from models.bus.protocol import Bus, Delivery
 from models.db.engine import transaction
 from models.db.tables import utcnow
 from models.errors import BusError
 from models.evidence.store import EvidenceStore
+from models.tickets.clips import ClipChanges, attach_clips, expire_pending, expire_retained
 from models.tickets.desk import TicketDesk
 from models.tickets.ingest import IngestResult, ingest_events
 from models.tickets.outbox import deliver_due
@@ -56,6 +57,10 @@ class TicketerStats:
     dead_lettered: int = 0
     #: overdue tickets for which nobody up the grid tree answers (left to the centre)
     unattended: int = 0
+    #: event clips linked to their occurrence, declared unavailable, removed (per-ticket bound, retention)
+    clips: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("linked", "unavailable", "removed", "expired"), 0))
+    #: rows and files deleted by retention, per kind (gridpatrol/retention_job.py)
+    retention: dict[str, int] = field(default_factory=dict)
     last_batch_at: float = field(default=0.0)
 
 
@@ -83,6 +88,8 @@ class Ticketer:
         self.stats = TicketerStats()
         self._next_sweep = 0.0
         self._next_claim = 0.0
+        self._next_retention = 0.0
+        self.retention_every_s = 300.0
 
     def handle(self, deliveries: list[Delivery]) -> None:
         """Apply, commit, ack, publish. Database errors are retried, then the entries stay pending; a
@@ -97,7 +104,10 @@ class Ticketer:
 
     def _apply(self, deliveries: list[Delivery]) -> None:
         try:
-            result = self._commit([d.message for d in deliveries if isinstance(d.message, RuleEvent)])
+            result, clips = self._commit(
+                [d.message for d in deliveries if isinstance(d.message, RuleEvent)],
+                [d.message for d in deliveries if isinstance(d.message, EventClip)],
+            )
         except DBAPIError:
             raise
         except Exception as err:  # a poison event: split the batch so that the good ones go through
@@ -113,17 +123,24 @@ class Ticketer:
         self.stats.applied += result.applied
         self.stats.duplicates += result.duplicates
         self.stats.last_batch_at = time.time()
-        self.publish(result.notices)
-        for key in result.surplus_evidence:
+        self.publish(result.notices + clips.notices)
+        self._count_clips(clips)
+        for key in result.surplus_evidence + clips.deletable:
             self.evidence.delete(key)
 
-    def _commit(self, events: list[RuleEvent]) -> IngestResult:
-        """One transaction for ``events``, retried on database errors (deadlock, serialization failure,
-        restart...); the last one is raised."""
+    def _count_clips(self, changes: ClipChanges, *, expired: int = 0) -> None:
+        self.stats.clips["linked"] += changes.linked
+        self.stats.clips["unavailable"] += changes.unavailable + expired
+        self.stats.clips["removed"] += changes.removed
+
+    def _commit(self, events: list[RuleEvent], clips: list[EventClip]) -> tuple[IngestResult, ClipChanges]:
+        """One transaction for ``events`` and the clips reported with them, retried on database errors
+        (deadlock, serialization failure, restart...); the last one is raised."""
         for attempt in range(DB_ATTEMPTS):
             try:
                 with transaction(self.factory) as session:
-                    return self.ingest(session, self.desk, events)
+                    result = self.ingest(session, self.desk, events)
+                    return result, attach_clips(session, clips)
             except DBAPIError as err:
                 self.stats.errors += 1
                 if attempt == DB_ATTEMPTS - 1:
@@ -161,6 +178,15 @@ class Ticketer:
         now = self.clock()
         with transaction(self.factory) as session:
             notices = escalate_overdue(session, self.desk, now=now) + verify_by_video(session, self.desk, now=now)
+            expired = expire_pending(session, now=now)
+            retained = ClipChanges()
+            if time.monotonic() >= self._next_retention:
+                self._next_retention = time.monotonic() + self.retention_every_s
+                retained = expire_retained(session, self.desk.settings, now=now)
+        self._count_clips(ClipChanges(), expired=expired)
+        self.stats.clips["expired"] += retained.removed
+        for key in retained.deletable:
+            self.evidence.delete(key)
         unattended = [n for n in notices if n.event == "unattended"]
         if unattended:
             self.stats.unattended += len(unattended)
@@ -232,6 +258,22 @@ class TicketerCollector(Collector):
         )
         unattended.add_metric([], self._ticketer.stats.unattended)
         yield unattended
+        clips = CounterMetricFamily(
+            "gridpatrol_event_clips",
+            "Event clips linked to tickets, unavailable, removed over the per-ticket bound, expired by retention",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted(self._ticketer.stats.clips.items()):
+            clips.add_metric([outcome], n)
+        yield clips
+        retention = CounterMetricFamily(
+            "gridpatrol_retention_deleted",
+            "Rows and files deleted by retention (evidence images, occurrences, clips, access log, refresh tokens)",
+            labels=["kind"],
+        )
+        for kind, n in sorted(self._ticketer.stats.retention.items()):
+            retention.add_metric([kind], n)
+        yield retention
 
 
 def run_webhooks(

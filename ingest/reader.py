@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -73,6 +73,23 @@ class FrameOutput(Protocol):
     def put(self, item: Item) -> None: ...
 
 
+class PacketSink(Protocol):
+    """Sees each connection's compressed packets before decoding (event clips, ``ingest.clips``);
+    called from the reader thread, so it must be quick and must not raise."""
+
+    def on_stream(self, stream: av.video.stream.VideoStream) -> None: ...
+
+    def on_packet(self, packet: av.Packet) -> None: ...
+
+    def on_close(self) -> None: ...
+
+
+#: ``opener(url, options)`` → (container, release): a source that is not opened by URL alone (a GB/T 28181
+#: channel is a SIP session whose PS arrives over RTP: ``ingest.gb28181.media``); ``release`` is called
+#: after the container is closed
+SourceOpener = Callable[[str, "StreamOptions"], tuple[av.container.InputContainer, Callable[[], None]]]
+
+
 def backoff_delay(attempt: int, options: StreamOptions, rng: random.Random) -> float:
     """Exponential backoff with +-25% jitter so that cameras behind one switch do not retry in step."""
     base = min(options.backoff_max_s, options.backoff_initial_s * (2 ** min(attempt, 30)))
@@ -103,6 +120,7 @@ class _Connection:
     container: av.container.InputContainer
     stream: av.video.stream.VideoStream
     opened_at: float = field(default_factory=time.monotonic)
+    release: Callable[[], None] | None = None  # from a SourceOpener
 
 
 class StreamReader:
@@ -118,6 +136,8 @@ class StreamReader:
         health: CameraHealth | None = None,
         output: FrameOutput | None = None,
         seed: int | None = None,
+        packet_sink: PacketSink | None = None,
+        openers: Mapping[str, SourceOpener] | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.url = url
@@ -127,6 +147,9 @@ class StreamReader:
         self.health = health or CameraHealth(camera_id)
         self.output: FrameOutput = output if output is not None else LatestFrameQueue(1)
         self.display = DisplayTap(self.sampling.display_fps)
+        self.packet_sink = packet_sink  # the camera's clip buffer: packets as read, no second session
+        self.openers: Mapping[str, SourceOpener] = openers or {}  # by URL scheme (gb28181)
+        self._release_now: Callable[[], None] | None = None  # the open connection's release (openers)
         self.errors: list[str] = []  # the last few failure messages (redacted), newest last
         self._sampler = Sampler(self.sampling)
         self._stop = threading.Event()
@@ -145,6 +168,9 @@ class StreamReader:
     def stop(self, timeout: float | None = None) -> None:
         """Ask the thread to stop; wait up to ``timeout`` seconds (None: do not wait)."""
         self._stop.set()
+        release = self._release_now
+        if release is not None:  # an opened source (gb28181) blocks in its own read: end it now
+            release()
         if timeout is not None and self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -181,9 +207,16 @@ class StreamReader:
                 conn = self._open()
                 try:
                     self.health.set_state(CameraState.STREAMING)
+                    if self.packet_sink is not None:
+                        self.packet_sink.on_stream(conn.stream)
                     ended = self._read(conn)
                 finally:
+                    if self.packet_sink is not None:
+                        self.packet_sink.on_close()
                     conn.container.close()
+                    if conn.release is not None:
+                        self._release_now = None
+                        conn.release()
             except SourceError as err:
                 failure = err
             except Exception as err:  # top of the reconnect loop: a codec surprise must not end the camera
@@ -242,14 +275,22 @@ class StreamReader:
         elif scheme in {"http", "https"}:
             options = {"timeout": str(int(opts.read_timeout_s * 1_000_000))}
         started = time.monotonic()
+        release: Callable[[], None] | None = None
         try:
-            container = av.open(self.url, options=options, timeout=(opts.open_timeout_s, opts.read_timeout_s))
+            if scheme in self.openers:
+                container, release = self.openers[scheme](self.url, opts)
+            else:
+                container = av.open(self.url, options=options, timeout=(opts.open_timeout_s, opts.read_timeout_s))
         except (av.error.FFmpegError, OSError) as err:
             raise self._translate(err, "open", started, opts.open_timeout_s) from None
+        except StreamError as err:  # the opener's own failure (e.g. the device refused the INVITE)
+            raise SourceError(f"open {self.safe_url} failed: {err}", reason="unavailable") from None
         try:
             stream = container.streams.video[0]
         except IndexError:
             container.close()
+            if release is not None:
+                release()
             raise SourceError(f"no video stream in {self.safe_url}", reason="no_video") from None
         cc = stream.codec_context
         if self.sampling.keyframes_only:
@@ -265,7 +306,8 @@ class StreamReader:
         logger.info(
             "%s: streaming %s (%s %sx%s)", self.camera_id, self.safe_url, cc.name, cc.width, cc.height
         )
-        return _Connection(container, stream)
+        self._release_now = release
+        return _Connection(container, stream, release=release)
 
     def _translate(self, err: BaseException, phase: str, started: float, timeout_s: float) -> SourceError:
         # ``from None`` on purpose: FFmpeg's message names the URL with its credentials.
@@ -287,7 +329,7 @@ class StreamReader:
         codec = conn.stream.codec_context
         time_base = float(conn.stream.time_base) if conn.stream.time_base else None
         keyframes_only = self.sampling.keyframes_only
-        sampler, display, output = self._sampler, self.display, self.output
+        sampler, display, output, sink = self._sampler, self.display, self.output, self.packet_sink
         pace = self.stream_options.realtime and not is_live(self.url)
         pace_origin: tuple[float, float] | None = None
         bad_in_a_row = 0
@@ -297,6 +339,8 @@ class StreamReader:
             if stop.is_set():
                 return "stopped"
             health.bytes_in += packet.size
+            if sink is not None:
+                sink.on_packet(packet)
             if keyframes_only and not packet.is_keyframe and packet.size:
                 continue  # NONKEY would drop it inside the decoder; skipping here saves the call
             try:

@@ -40,7 +40,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,7 @@ import numpy as np
 from ingest.handoff import CameraSlots, EndOfStream
 from ingest.health import HealthRegistry
 from ingest.leases import LeaseStore, LeaseStoreError
-from ingest.reader import StreamOptions, StreamReader
+from ingest.reader import PacketSink, SourceOpener, StreamOptions, StreamReader
 from ingest.sampling import SamplingOptions
 
 logger = logging.getLogger(__name__)
@@ -65,12 +65,14 @@ STALE_AFTER_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class CameraSpec:
-    """A camera as ingest needs it: id, source URL and how to read and sample it."""
+    """A camera as ingest needs it: id, source URL and how to read and sample it. ``stream_name`` says
+    which of the camera's streams ``url`` is (``main`` or ``sub``); health reports it as ``stream``."""
 
     camera_id: str
     url: str
     stream: StreamOptions = field(default_factory=StreamOptions)
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    stream_name: str = "main"
 
 
 def fair_share(cameras: int, capacities: dict[str, int], worker_id: str) -> int:
@@ -104,6 +106,8 @@ class CameraSupervisor:
         health: HealthRegistry | None = None,
         stagger_s: float = 0.05,
         dispatchers: int = 1,
+        openers: Mapping[str, SourceOpener] | None = None,
+        packet_sinks: Callable[[str], PacketSink] | None = None,
     ) -> None:
         if capacity < 0 or lease_ttl_s <= 0 or dispatchers < 1:
             raise ValueError("need capacity >= 0, lease_ttl_s > 0, dispatchers >= 1")
@@ -114,10 +118,13 @@ class CameraSupervisor:
         self._leases = leases
         self._on_frame = on_frame
         self._stagger_s = stagger_s
+        self._openers = openers  # URL scheme -> opener, for sources opened in-process (gb28181://)
+        self._packet_sinks = packet_sinks  # camera id -> its event-clip buffer (ingest.clips), fed by its reader
         self._tick_s = lease_ttl_s / 3
         self._batch = None if dispatchers == 1 else 8  # several dispatchers share the ready frames
         self._specs: dict[str, CameraSpec] = {}
         self._readers: dict[str, StreamReader] = {}
+        self._running: dict[str, CameraSpec] = {}  # the spec each running reader was started with
         self._deadlines: dict[str, float] = {}  # camera -> monotonic time our lease surely holds until
         self._slots = CameraSlots()
         self.unleased_frames = 0  # frames not handed on because the lease was not (or no longer) confirmed
@@ -183,8 +190,8 @@ class CameraSupervisor:
     def health_snapshot(self) -> dict[str, dict[str, Any]]:
         snaps = self.health.snapshot()
         with self._lock:
-            owned = set(self._readers)
-        return {cid: {**snap, "worker_id": self.worker_id} for cid, snap in snaps.items() if cid in owned}
+            running = {cid: spec.stream_name for cid, spec in self._running.items()}
+        return {cid: {**snap, "worker_id": self.worker_id, "stream": running[cid]} for cid, snap in snaps.items() if cid in running}
 
     def latest_display(self, camera_id: str, width: int | None = None) -> tuple[np.ndarray, float] | None:
         """Newest frame of an owned camera for the wall, BGR at ``width``, with its capture time."""
@@ -235,13 +242,13 @@ class CameraSupervisor:
         return fair_share(len(self._specs), workers, self.worker_id)
 
     def _apply_changes(self) -> None:
-        for camera_id, reader in list(self._readers.items()):
+        for camera_id in list(self._readers):
             spec = self._specs.get(camera_id)
             if spec is None:
                 logger.info("%s: removed from the fleet", camera_id)
                 self._drop(camera_id, release=True)
-            elif (spec.url, spec.stream, spec.sampling) != (reader.url, reader.stream_options, reader.sampling):
-                logger.info("%s: configuration changed; restarting its reader", camera_id)
+            elif spec != self._running.get(camera_id):
+                logger.info("%s: configuration changed; restarting its reader (%s stream)", camera_id, spec.stream_name)
                 self._stop_reader(camera_id)
                 self._start_reader(spec)
 
@@ -291,13 +298,17 @@ class CameraSupervisor:
             sampling=spec.sampling,
             health=self.health.fresh(spec.camera_id),
             output=self._slots,
+            openers=self._openers,
+            packet_sink=self._packet_sinks(spec.camera_id) if self._packet_sinks is not None else None,
         )
         self._readers[spec.camera_id] = reader
+        self._running[spec.camera_id] = spec
         reader.start()
-        logger.info("%s: reading %s on %s", spec.camera_id, reader.safe_url, self.worker_id)
+        logger.info("%s: reading %s (%s stream) on %s", spec.camera_id, reader.safe_url, spec.stream_name, self.worker_id)
 
     def _stop_reader(self, camera_id: str) -> None:
         reader = self._readers.pop(camera_id, None)
+        self._running.pop(camera_id, None)
         if reader is not None:
             reader.stop()  # no join: a reader stuck in a read must not stall the control loop
         self._slots.discard(camera_id)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -142,6 +143,8 @@ class Camera(Base):
     url: Mapped[str] = mapped_column(Text)
     #: the sub-stream URL (lower resolution, for analysis and wall tiles), a secret like ``url``
     sub_url: Mapped[str | None] = mapped_column(Text)
+    #: which stream the worker analyses: 'sub', 'main', or NULL (auto: the sub-stream when there is one)
+    analysis_stream: Mapped[str | None] = mapped_column(String(8))
     #: the stream URL's host, kept in clear for the API (which holds no credentials key)
     stream_host: Mapped[str | None] = mapped_column(String(255))
     onvif_url: Mapped[str | None] = mapped_column(Text)
@@ -191,6 +194,52 @@ class ZoneRevision(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class GbDevice(Base):
+    """A GB/T 28181 device (camera, NVR, lower platform) that registers to GridPatrol over SIP."""
+
+    __tablename__ = "gb_devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: the 20-digit device ID (设备编码), the SIP user and Digest username
+    device_id: Mapped[str] = mapped_column(String(20), unique=True)
+    domain: Mapped[str] = mapped_column(String(64), default="")
+    #: udp | tcp: how it registered, and how the platform reaches it
+    transport: Mapped[str] = mapped_column(String(8), default="udp")
+    host: Mapped[str | None] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column(Integer)
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    #: online | offline | unregistered
+    status: Mapped[str] = mapped_column(String(16), default="offline", index=True)
+    registered_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column()
+    last_keepalive_at: Mapped[datetime | None] = mapped_column()
+    catalog_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class GbChannel(Base):
+    """A channel of a GB/T 28181 device's catalog; each video channel is a camera of the grid tree."""
+
+    __tablename__ = "gb_channels"
+    __table_args__ = (UniqueConstraint("device_pk", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("gb_devices.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[str] = mapped_column(String(20))
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    civil_code: Mapped[str] = mapped_column(String(32), default="")
+    manufacturer: Mapped[str] = mapped_column(String(200), default="")
+    model: Mapped[str] = mapped_column(String(200), default="")
+    address: Mapped[str] = mapped_column(String(255), default="")
+    #: ON | OFF as the device reports it
+    status: Mapped[str] = mapped_column(String(16), default="")
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class User(Base):
     __tablename__ = "users"
     #: ``Admin1`` and ``admin1`` are one name (migration 0003)
@@ -208,6 +257,9 @@ class User(Base):
     #: bumped to cut every token issued before (password change, disable)
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: made by ``gridpatrol demo`` with a published password: no process starts on a database holding
+    #: an enabled one outside GRIDPATROL_ENVIRONMENT=demo (migration 0012)
+    demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     assignments: Mapped[list[Assignment]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
@@ -349,6 +401,11 @@ class TicketOccurrence(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     evidence_key: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the event's video clip (models.tickets.clips): pending | ready | unavailable | removed; None: none asked
+    clip_state: Mapped[str | None] = mapped_column(String(12), index=True)
+    clip_key: Mapped[str | None] = mapped_column(Text)
+    #: a pending clip not linked by then is unavailable (its worker died before writing it)
+    clip_due_at: Mapped[datetime | None] = mapped_column()
 
 
 class WebhookDelivery(Base):
@@ -682,3 +739,79 @@ class PoliceClue(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class NotifyPreference(Base):
+    """What a user wants to be told, and when not (quiet hours in their local time): models/notify."""
+
+    __tablename__ = "notify_preferences"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    #: the message kinds received (models/notify/kinds.py)
+    kinds: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: "HH:MM" local time; both NULL: no quiet hours
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    #: urgent kinds (escalated, overdue) are sent during quiet hours too
+    urgent_in_quiet: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: bumped by every change: a PUT naming an older version is a conflict
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class NotifyChannel(Base):
+    """One way to reach a user: a WeCom or DingTalk group robot, an e-mail address, a phone for SMS.
+    ``secret`` (robot key, DingTalk token and signing secret) is encrypted at rest and never returned."""
+
+    __tablename__ = "notify_channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: wecom | dingtalk | email | sms
+    kind: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(100), default="")
+    #: e-mail address or phone number (empty for robots)
+    address: Mapped[str] = mapped_column(String(320), default="")
+    secret: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotifyDelivery(Base):
+    """The notification outbox: one row per message and channel, written in the transaction of the
+    change it tells about and delivered by the ticketer with retries; ``state`` is pending | held
+    (quiet hours) | sent | failed (attempts exhausted or refused for good)."""
+
+    __tablename__ = "notify_deliveries"
+    __table_args__ = (
+        Index("ix_notify_due", "state", "next_attempt_at"),
+        UniqueConstraint("channel_id", "dedupe_key", name="uq_notify_dedupe"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("notify_channels.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    #: a message sent at most once per channel (the daily summary: "summary:<local date>")
+    dedupe_key: Mapped[str | None] = mapped_column(String(120))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class EvidenceBlob(Base):
+    """Evidence kept in the database (``GRIDPATROL_EVIDENCE_STORE=database``): annotated JPEGs, photos and
+    event clips, for deployments whose workers and API share no filesystem. ``key`` is the store's key."""
+
+    __tablename__ = "evidence_blobs"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -46,6 +46,12 @@ class TicketSettings(PartSettings):
     )
     ticket_verify_clear_s: int = Field(default=60, ge=0, description="Clear time that verifies a resolved ticket")
     ticket_max_snapshots: int = Field(default=10, ge=1, description="Snapshots kept per ticket beyond the first")
+    ticket_max_clips: int = Field(
+        default=2, ge=1, description="Event clips kept per ticket: the first and the latest (max - 1)"
+    )
+    clip_retention_days: int = Field(
+        default=30, ge=0, description="Clips of tickets closed longer ago than this are deleted; 0 = keep"
+    )
     ticket_auto_dispatch: bool = Field(default=True, description="Dispatch new tickets to the grid's leader at once")
     webhook_urls: list[str] = Field(default_factory=list, description="Endpoints that receive ticket events")
     webhook_secret: str = Field(default="", description="HMAC-SHA256 key for the X-GridPatrol-Signature header")

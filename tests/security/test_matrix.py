@@ -40,7 +40,7 @@ from api.settings import ApiSettings
 from models.db.engine import transaction
 from models.db.tables import User, utcnow
 from models.identity.tokens import issue_refresh_token
-from tests.security import org_matrix, patrol_matrix
+from tests.security import notify_matrix, org_matrix, patrol_matrix
 from tests.security.world import GRANTEE, SECRET, World, json_of, stream_status
 from tests.support import sample
 
@@ -386,6 +386,7 @@ POLICY: dict[str, dict[str, Cell]] = {
     "GET /api/tickets/stream": ANY_READ,
     "GET /api/tickets/{ticket_id}": SEE,
     "GET /api/tickets/{ticket_id}/evidence/{key}": SEE,
+    "GET /api/tickets/{ticket_id}/clips/{key}": SEE,
     # a case reported by a person inside their own area is taken; the README does not say whether one
     # may report a place outside it (EITHER); an api:read token may not write
     "POST /api/tickets": _row(U, A, A, A, EITHER, A, EITHER, A, EITHER, A, F),
@@ -426,6 +427,8 @@ PARAMS.update(patrol_matrix.PARAMS)
 TARGETED_PARAMS = TARGETED_PARAMS | patrol_matrix.TARGETED
 CASES.update({key: Case(**kwargs) for key, kwargs in patrol_matrix.CASES.items()})
 POLICY.update({key: _row(*cells) for key, cells in patrol_matrix.POLICY.items()})
+# the notification routes (tests/security/notify_matrix.py)
+notify_matrix.extend(globals())
 # the linkage routes and the department role on every route (tests/security/org_matrix.py)
 org_matrix.extend(globals())
 

@@ -26,7 +26,17 @@ from api.settings import ApiSettings
 from api.tokens import issue_access_token
 from models.bus.memory import MemoryBus
 from models.db.engine import make_engine, make_session_factory, transaction
-from models.db.tables import ApiToken, Assignment, Camera, CameraGrant, Role, Ticket, User, utcnow
+from models.db.tables import (
+    ApiToken,
+    Assignment,
+    Camera,
+    CameraGrant,
+    Role,
+    Ticket,
+    TicketOccurrence,
+    User,
+    utcnow,
+)
 from models.evidence.store import FileEvidenceStore
 from models.grid.cameras import parse_camera_file, register_cameras
 from models.grid.tree import import_grids
@@ -100,6 +110,13 @@ class World:
             )  # fmt: skip
             s.add(t)
             s.flush()
+            # its event's video clip (the route only serves keys linked to the ticket; the bytes do not matter)
+            s.add(
+                TicketOccurrence(
+                    ticket_id=t.id, event_id=f"matrix-{t.id}", kind="started", payload={},
+                    clip_state="ready", clip_key=self.evidence_key,
+                )
+            )  # fmt: skip
             return t.id
 
     def fresh_grant(self, camera: str) -> int:
