@@ -14,6 +14,8 @@ only: every wait is a poll with a generous bound for a loaded machine.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import subprocess
 import textwrap
@@ -27,8 +29,10 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+import websockets
 
 from gridpatrol.demo import DEMO_FEED_USER, DEMO_PASSWORD
+from tests.rtsp_gateway.mse_fixtures import fmp4_frames
 from tests.support.procs import free_port, run_cli, serving
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -87,6 +91,16 @@ def play(url: str) -> tuple[str, int]:
             if frames >= 10:
                 break
         return stream.codec_context.name, frames
+
+
+async def live_view(url: str, headers: dict[str, str]) -> tuple[dict[str, Any], bytes]:
+    """What the live page receives: the MSE answer, then the init segment and ten frames."""
+    async with websockets.connect(url, additional_headers=headers, open_timeout=30) as ws:
+        await ws.send(json.dumps({"type": "mse", "value": "avc1.640029"}))
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if hello.get("type") != "mse":
+            return hello, b""
+        return hello, b"".join([bytes(await asyncio.wait_for(ws.recv(), 30)) for _ in range(1 + 10)])
 
 
 def test_the_readme_demo_walkthrough(tmp_path: Path) -> None:
@@ -156,6 +170,10 @@ def test_the_readme_demo_walkthrough(tmp_path: Path) -> None:
         assert snap.status_code == 200 and snap.headers["content-type"] == "image/jpeg", snap.text[:200]
         picture = cv2.imdecode(np.frombuffer(snap.content, np.uint8), cv2.IMREAD_COLOR)
         assert picture is not None and picture.shape[1] >= 320, snap.headers
+        # the browser's live view through the API (fMP4 over the WebSocket the wall's live page opens)
+        hello, data = asyncio.run(live_view(f"ws://127.0.0.1:{port}/api/cameras/{cam_ids['桥北路口-东']}/live", qb1))
+        assert hello["type"] == "mse" and hello["value"].startswith('video/mp4; codecs="avc1.'), hello
+        assert fmp4_frames(data)[:2] == ("h264", 10)
         # the live view: the gateway plays the leader's camera (H.264) with the leader's own login; the
         # quiet street's H.265 stream plays for its leader; another grid's leader is refused
         gateway = f"rtsp://{{}}:{DEMO_PASSWORD}@127.0.0.1:{rtsp_port}/cameras/{{}}"
