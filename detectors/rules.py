@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 
 from detectors.detections import Detections
+from detectors.evidence import EventType, EvidenceLabels, annotate
+from detectors.evidence import banner_time as banner_time  # re-exported: the local-time format of banners
 from detectors.zones import ZoneGeometry
 from models.grid.zonespec import RULE_OF_KIND, RuleName
 
-EventType = Literal["started", "updated", "ended"]
 VEHICLES = frozenset({"car", "truck", "bus", "motorcycle"})
 
 
@@ -81,37 +82,14 @@ class Hysteresis:
         return "ended" if was_active else None
 
 
-def annotate(
-    frame: np.ndarray, *, zone: ZoneGeometry, detections: Detections, t: float, label: str, wall: datetime | None = None
-) -> np.ndarray:
-    """A copy of ``frame`` with the zone, the boxes that count and the time drawn on it.
-
-    OpenCV's Hershey fonts draw ASCII only: a zone named in Chinese is shown by its kind (the ticket
-    carries the name); the time is the wall clock when known, else seconds into the stream.
-    """
-    img = frame.copy()
-    h, w = img.shape[:2]
-    cv2.polylines(img, [zone.polygon_px((w, h))], True, (0, 200, 255), 2)
-    for i, (x1, y1, x2, y2) in enumerate(np.round(detections.xyxy).astype(int)):
-        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 0, 255), 2)
-        name = detections.class_names[detections.class_id[i]]
-        cv2.putText(img, name, (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 255), 1)
-    zone_label = zone.name if zone.name.isascii() else zone.spec.kind
-    when = banner_time(wall) if wall is not None else f"t={t:.1f}s"
-    text = f"{label} | {zone_label} | {when}"
-    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-    cv2.rectangle(img, (0, 0), (min(w, tw + 16), th + 14), (0, 0, 0), -1)
-    cv2.putText(img, text, (8, th + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return img
-
-
 class ZoneRule:
     """Base: measures a condition on one frame's tracked detections and runs the state machine."""
 
     rule: RuleName
 
-    def __init__(self, zone: ZoneGeometry, *, onset_s: float) -> None:
+    def __init__(self, zone: ZoneGeometry, *, onset_s: float, labels: EvidenceLabels | None = None) -> None:
         self.zone = zone
+        self.labels = labels or EvidenceLabels()  # the camera's name and the case codes, for the evidence
         spec = zone.spec
         self.machine = Hysteresis(onset_s=onset_s, clear_s=spec.clear_s, update_every_s=spec.update_every_s)
 
@@ -133,7 +111,10 @@ class ZoneRule:
         return RuleHit(
             type=kind, rule=self.rule, zone=self.zone.name, t=t, started_t=self.machine.since,
             details=details,
-            evidence=annotate(frame, zone=self.zone, detections=evidence, t=t, label=f"{self.rule} {kind}", wall=wall),
+            evidence=annotate(
+                frame, zone=self.zone, detections=evidence, rule=self.rule, event=kind, t=t, labels=self.labels,
+                wall=wall,
+            ),
         )
 
 
@@ -142,8 +123,8 @@ class CrowdingRule(ZoneRule):
 
     rule: RuleName = "crowding"
 
-    def __init__(self, zone: ZoneGeometry) -> None:
-        super().__init__(zone, onset_s=zone.spec.dwell_s)
+    def __init__(self, zone: ZoneGeometry, *, labels: EvidenceLabels | None = None) -> None:
+        super().__init__(zone, onset_s=zone.spec.dwell_s, labels=labels)
 
     def count(self, detections: Detections, resolution_wh: tuple[int, int]) -> tuple[int, Detections]:
         people = self.zone.select(detections, resolution_wh)
@@ -176,16 +157,20 @@ def _stationary(detections: Detections, zone: ZoneGeometry, resolution_wh: tuple
 
 
 class FireLaneRule(ZoneRule):
-    """A stationary vehicle in the lane, or stationary objects covering ``coverage`` of it, for ``dwell_s``.
+    """Anything left in the lane: a stationary object at least ``min_object_m`` across (measured
+    against the lane's width, ``lane_width_m``), or a stationary vehicle of any size, for ``dwell_s``.
 
-    The dwell is the objects' stationary time as the tracker measures it, so the machine's own onset is
-    immediate and a car that drives through never counts.
+    Whatever share of the lane it covers, an object left in a fire passage blocks it. ``coverage``,
+    when set (> 0), is a stricter condition for objects other than vehicles: together they must also
+    cover that share of the lane's area. People are not objects left (the kind's classes leave them
+    out). The dwell is the objects' stationary time as the tracker measures it, so the machine's own
+    onset is immediate and a car that drives through never counts.
     """
 
     rule: RuleName = "fire_lane_blockage"
 
-    def __init__(self, zone: ZoneGeometry) -> None:
-        super().__init__(zone, onset_s=0.0)
+    def __init__(self, zone: ZoneGeometry, *, labels: EvidenceLabels | None = None) -> None:
+        super().__init__(zone, onset_s=0.0, labels=labels)
 
     def measure(
         self, detections: Detections, *, resolution_wh: tuple[int, int], wall: datetime | None
@@ -193,17 +178,21 @@ class FireLaneRule(ZoneRule):
         still = _stationary(detections, self.zone, resolution_wh)
         if len(still) == 0:
             return False, still, {}
-        vehicle = any(name in VEHICLES for name in still.names)
+        spec = self.zone.spec
+        vehicle = np.array([name in VEHICLES for name in still.names], bool)
+        across = self.zone.width_fraction(still, resolution_wh)
+        big = vehicle | (across * spec.lane_width_m >= spec.min_object_m)
+        still = still[big]
+        if len(still) == 0:
+            return False, still, {}
         covered = self.zone.coverage(still, resolution_wh)
-        details = {"objects": len(still), "coverage": round(covered, 3), "classes": sorted(set(still.names))}
-        return vehicle or covered >= self.zone.spec.coverage, still, details
-
-
-def banner_time(wall: datetime) -> str:
-    """``2026-11-30 17:05:03 +08:00``: the local time people read, with its offset (never ambiguous)."""
-    offset = wall.strftime("%z")
-    zone = f" {offset[:3]}:{offset[3:]}" if offset else ""
-    return wall.strftime("%Y-%m-%d %H:%M:%S") + zone
+        details = {
+            "objects": len(still), "coverage": round(covered, 3), "classes": sorted(set(still.names)),
+            "widest_m": round(float((across[big] * spec.lane_width_m).max()), 2),
+        }
+        if spec.coverage and not vehicle[big].any() and covered < spec.coverage:
+            return False, still, details
+        return True, still, details
 
 
 def in_schedule(windows: list[tuple[int, int]], wall: datetime | None) -> bool:
@@ -225,8 +214,8 @@ class RoadOccupationRule(ZoneRule):
 
     rule: RuleName = "road_occupation"
 
-    def __init__(self, zone: ZoneGeometry) -> None:
-        super().__init__(zone, onset_s=0.0)
+    def __init__(self, zone: ZoneGeometry, *, labels: EvidenceLabels | None = None) -> None:
+        super().__init__(zone, onset_s=0.0, labels=labels)
         self.windows = zone.spec.windows_min()
 
     def measure(
@@ -244,8 +233,9 @@ RULES: dict[RuleName, type[CrowdingRule | FireLaneRule | RoadOccupationRule]] = 
 }
 
 
-def build_rule(zone: ZoneGeometry) -> ZoneRule:
+def build_rule(zone: ZoneGeometry, *, labels: EvidenceLabels | None = None) -> ZoneRule:
+    """The rule a zone's kind runs; ``labels`` name the camera and case codes on its evidence."""
     kind = zone.spec.kind
     if kind not in RULE_OF_KIND:
         raise ValueError(f"zone '{zone.name}': kind {kind!r} runs no rule")
-    return RULES[RULE_OF_KIND[kind]](zone)
+    return RULES[RULE_OF_KIND[kind]](zone, labels=labels)

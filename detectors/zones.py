@@ -23,6 +23,7 @@ class ZoneGeometry:
         self.polygon_norm = np.asarray(spec.polygon, dtype=np.float64)
         self.counted = frozenset(spec.counted_classes())
         self._masks: dict[tuple[int, int], np.ndarray] = {}
+        self._axes: dict[tuple[int, int], np.ndarray] = {}
 
     @property
     def name(self) -> str:
@@ -85,6 +86,58 @@ class ZoneGeometry:
             boxes[max(y1, 0) : max(y2, 0) + 1, max(x1, 0) : max(x2, 0) + 1] = 1
         area = int(zone.sum())
         return float((zone & boxes).sum()) / area if area else 0.0
+
+    def across_axis(self, resolution_wh: tuple[int, int]) -> np.ndarray:
+        """Unit vector (x, y) across the zone: the short side of its minimum-area rectangle in pixels."""
+        axis = self._axes.get(resolution_wh)
+        if axis is None:
+            corners = cv2.boxPoints(cv2.minAreaRect(self.polygon_px(resolution_wh).astype(np.float32)))
+            sides = (corners[1] - corners[0], corners[2] - corners[1])
+            short = min(sides, key=lambda v: float(np.hypot(*v)))
+            length = float(np.hypot(*short))
+            axis = short / length if length > 0 else np.array([1.0, 0.0])
+            self._axes[resolution_wh] = axis
+        return axis
+
+    def width_fraction(self, detections: Detections, resolution_wh: tuple[int, int]) -> np.ndarray:
+        """Per detection: its width over the zone's own width where it stands, both in pixels.
+
+        The zone's width is the chord through the detection's anchor along :meth:`across_axis`, so a
+        lane that narrows with perspective is measured where the object stands. The detection's width
+        is the smaller of its box's extent along that axis and its box's width: a box's height holds the
+        object's height too, so a thin upright thing (a person the detector took for an object, a post)
+        is not made wide by it. 0 for a detection whose anchor lies outside the zone.
+        """
+        if len(detections) == 0:
+            return np.zeros(0)
+        ux, uy = self.across_axis(resolution_wh)
+        w, h = resolution_wh
+        box_w = np.abs(detections.xyxy[:, 2] - detections.xyxy[:, 0])
+        box_h = np.abs(detections.xyxy[:, 3] - detections.xyxy[:, 1])
+        widths = np.minimum(box_w, box_w * abs(ux) + box_h * abs(uy))
+        mask = self.mask(resolution_wh)
+        reach = float(np.hypot(w, h))
+        steps = np.arange(-np.ceil(reach), np.ceil(reach) + 1.0)
+        out = np.zeros(len(detections))
+        anchors = detections.anchors_bottom_center()
+        x0s = np.clip(anchors[:, 0], 0, w - 1).astype(np.int64)  # as contains() places anchors
+        y0s = np.clip(anchors[:, 1], 0, h - 1).astype(np.int64)
+        centre = len(steps) // 2
+        for i in range(len(detections)):
+            xs = np.round(x0s[i] + steps * ux).astype(np.int64)
+            ys = np.round(y0s[i] + steps * uy).astype(np.int64)
+            ok = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+            inside = np.zeros(len(steps), bool)
+            inside[ok] = mask[ys[ok], xs[ok]] > 0
+            if not inside[centre]:
+                continue
+            # the run of inside samples through the anchor (a concave lane may cross the line twice)
+            back = inside[centre::-1]
+            ahead = inside[centre:]
+            n_back = int(np.argmin(back)) if not back.all() else len(back)
+            n_ahead = int(np.argmin(ahead)) if not ahead.all() else len(ahead)
+            out[i] = float(widths[i]) / (n_back + n_ahead - 1)
+        return out
 
     def occupancy(self, foreground: np.ndarray) -> float:
         """Fraction of the zone that a foreground mask (any resolution) covers."""

@@ -21,10 +21,12 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.routes.zone_preview import ClipOut, PreviewBox, PreviewEvent, PreviewOut, PreviewSource
 from detectors.backends import BackendConfigBase, Detector, build_detector
+from detectors.evidence import EvidenceLabels
 from detectors.pipeline import Pipeline
 from detectors.rules import RuleHit
 from gridpatrol.analyze import sample_clip
@@ -97,6 +99,13 @@ class ZonePreviewService:
             raise NotFound(f"clip {name} not found in the clips folder")
         return path
 
+    def _camera_name(self, camera_id: int) -> str:
+        """The name the evidence banner shows ("" when this process has no database)."""
+        if self._factory is None:
+            return ""
+        with self._factory() as session:
+            return session.scalar(select(Camera.name).where(Camera.id == camera_id)) or ""
+
     def _camera_url(self, camera_id: int) -> str:
         if self._factory is None:
             raise Unavailable("previews of the live stream are not served by this process")
@@ -141,8 +150,9 @@ class ZonePreviewService:
         size: tuple[int, int] | None = None
         truncated = False
         pipeline = Pipeline(
-            zones, detector, stream=f"preview-{camera_id}", epoch=datetime.now(UTC), tz=self.tz
-        )
+            zones, detector, stream=f"preview-{camera_id}", epoch=datetime.now(UTC), tz=self.tz,
+            labels=EvidenceLabels(camera=self._camera_name(camera_id)),
+        )  # fmt: skip
         try:
             for frame, t in self._frames(camera_id, source, fps):
                 frame = _scaled(frame)

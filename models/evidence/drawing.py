@@ -7,7 +7,7 @@ any background. Coordinates are normalised (0..1), as zones and tile detections 
     image = Image.open(io.BytesIO(jpeg)).convert("RGB")
     draw_overlay(image, zones=[ZoneShape("消防通道", "fire_lane", [(0.1, 0.5), ...])],
                  boxes=[BoxShape((0.2, 0.3, 0.4, 0.6), "car", 0.91)])
-    draw_banner(image, "消防通道占用 2026-11-30 12:00:05")
+    draw_banner(image, "消防通道堵塞（开始）\\n摄像头：北门 ｜ 区域：消防通道 ｜ 2026-11-30 12:00:05 +08:00")
     jpeg = to_jpeg(image)
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import glob
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -163,28 +163,55 @@ def draw_overlay(
 def draw_banner(
     image: Image.Image, text: str, *, bottom: bool = False, font_path: str | None = None
 ) -> Image.Image:
-    """A full-width caption (event, zone, time) at the top or bottom of the image, in place."""
+    """A full-width caption (event, zone, time) at the top or bottom of the image, in place.
+
+    ``text`` may hold several lines (``"\\n"``). The font shrinks (not below 12 px) until the widest line
+    fits the image's width; a line that still does not fit is cut with an ellipsis.
+    """
     w, h = image.size
-    font = cjk_font(_font_size(image, 0.045), font_path)
+    lines = text.split("\n")
+    size = _font_size(image, 0.045)
+    font = cjk_font(size, font_path)
     layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    left, top, right, bottom_ = draw.textbbox((0, 0), text, font=font, stroke_width=1)
-    pad = max(4, (bottom_ - top) // 4)
-    band = bottom_ - top + 2 * pad
+
+    def width(line: str, f: ImageFont.FreeTypeFont) -> float:
+        left, _, right, _ = draw.textbbox((0, 0), line, font=f, stroke_width=1)
+        return right - left
+
+    pad = max(4, size // 4)
+    while size > 12 and max(width(line, font) for line in lines) > w - 2 * pad:
+        size -= 1
+        font = cjk_font(size, font_path)
+        pad = max(4, size // 4)
+    lines = [_fit(line, lambda s: width(s, font), w - 2 * pad) for line in lines]
+    ascent, descent = font.getmetrics()
+    step = ascent + descent + max(2, size // 6)
+    band = step * len(lines) - max(2, size // 6) + 2 * pad
     y0 = h - band if bottom else 0
     draw.rectangle((0, y0, w, y0 + band), fill=PLATE)
-    draw.text(
-        (pad - left, y0 + pad - top),
-        text,
-        font=font,
-        fill=(255, 255, 255),
-        stroke_width=1,
-        stroke_fill=(0, 0, 0),
-    )
+    for i, line in enumerate(lines):
+        draw.text(
+            (pad, y0 + pad + i * step),
+            line,
+            font=font,
+            fill=(255, 255, 255),
+            stroke_width=1,
+            stroke_fill=(0, 0, 0),
+        )
     base = image.convert("RGBA")
     base.alpha_composite(layer)
     image.paste(base.convert("RGB"))
     return image
+
+
+def _fit(line: str, width: Callable[[str], float], room: float) -> str:
+    """``line``, or its longest head that fits ``room`` followed by an ellipsis."""
+    if width(line) <= room:
+        return line
+    while line and width(line + "…") > room:
+        line = line[:-1]
+    return line + "…"
 
 
 def open_jpeg(jpeg: bytes) -> Image.Image:

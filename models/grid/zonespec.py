@@ -13,8 +13,6 @@ from typing import Any, Literal, TypeVar, overload
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from shapely.geometry import Polygon
-from shapely.validation import explain_validity
 
 from models.db.tables import ZoneKind
 from models.errors import InvalidInput
@@ -65,8 +63,20 @@ class ZoneSpec(BaseModel):
     min_score: float = Field(0.3, ge=0.0, le=1.0, description="Detections below this confidence are ignored.")
     min_area: float = Field(0.0005, ge=0.0, le=1.0, description="Minimum box area as a fraction of the frame.")
     min_people: int = Field(5, ge=1, le=10_000, description="crowd_area: people needed for crowding.")
-    coverage: float = Field(
-        0.15, gt=0.0, le=1.0, description="fire_lane: fraction of the lane stationary objects must cover."
+    min_object_m: float = Field(
+        0.5, gt=0.0, le=100.0,
+        description="fire_lane: smallest stationary object reported, in metres across the lane (measured against "
+        "the lane's painted width where the object stands, which is lane_width_m).",
+    )
+    lane_width_m: float = Field(
+        4.0, gt=0.0, le=100.0,
+        description="fire_lane: the lane's width in metres, the scale for min_object_m (4 m: the minimum clear "
+        "width of a fire lane).",
+    )
+    coverage: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="fire_lane, optional stricter condition: objects (vehicles excepted) must also cover this "
+        "fraction of the lane's area. None or 0: off.",
     )
     person_area: float = Field(
         0.006, gt=0.0, le=1.0,
@@ -96,6 +106,10 @@ class ZoneSpec(BaseModel):
         for i, (x, y) in enumerate(points):
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
                 raise ValueError(f"{where}: vertex {i} ({x}, {y}) is outside 0..1")
+        # shapely (and numpy) imported here: the bus messages import this module, and every CLI command them
+        from shapely.geometry import Polygon
+        from shapely.validation import explain_validity
+
         shape = Polygon(points)
         if not shape.is_valid:
             raise ValueError(f"{where}: polygon is not simple ({explain_validity(shape)})")
@@ -117,6 +131,11 @@ class ZoneSpec(BaseModel):
             raise ValueError(f"zone '{self.name}': density_per_m2 needs area_m2")
         if self.schedule and self.kind != "road":
             raise ValueError(f"zone '{self.name}': schedule applies to road zones only")
+        if self.min_object_m > self.lane_width_m:
+            raise ValueError(
+                f"zone '{self.name}': min_object_m ({self.min_object_m:g} m) is wider than the lane "
+                f"(lane_width_m {self.lane_width_m:g} m)"
+            )
         return self
 
     def counted_classes(self) -> tuple[str, ...]:

@@ -72,10 +72,48 @@ def test_fire_lane_ignores_passing_cars_and_people() -> None:
 
 
 def test_fire_lane_coverage_of_goods() -> None:
-    small = lambda t: dets([(0, 500, 50, 550, "umbrella")])  # noqa: E731
+    small = lambda t: dets([(0, 500, 150, 650, "umbrella")])  # noqa: E731
     big = lambda t: dets([(0, 500, 600, 900, "umbrella")])  # noqa: E731
     assert run(spec("fire_lane", dwell_s=5, coverage=0.3), small, seconds=20) == []
     assert kinds(run(spec("fire_lane", dwell_s=5, coverage=0.3), big, seconds=20)) == [("started", 5.0)]
+    # coverage 0 is off, as when it is not given: the small stand is reported too
+    assert kinds(run(spec("fire_lane", dwell_s=5, coverage=0), small, seconds=20)) == [("started", 5.0)]
+
+
+# The lane is the lower half of a 1000 x 1000 frame: 1000 px long, 500 px across (up the picture), 4 m.
+CRATE = (400, 800, 550, 900, "static_object")  # 100 px across = 0.8 m; 3% of the lane's area
+PARCEL = (400, 850, 450, 900, "static_object")  # 50 px = 0.4 m
+PERSON = (700, 600, 760, 800, "person")
+
+
+def test_fire_lane_reports_anything_left_above_the_minimum_size() -> None:
+    events = run(spec("fire_lane", dwell_s=5), lambda t: dets([CRATE]), seconds=10)
+    assert kinds(events) == [("started", 5.0)]
+    details = events[0].details
+    assert details["widest_m"] == 0.8 and details["coverage"] < 0.05 and details["classes"] == ["static_object"]
+    assert run(spec("fire_lane", dwell_s=5), lambda t: dets([PARCEL]), seconds=10) == []
+    assert kinds(run(spec("fire_lane", dwell_s=5, min_object_m=0.3), lambda t: dets([PARCEL]), seconds=10)) == [
+        ("started", 5.0)
+    ]
+    # the same picture of a narrower lane: the parcel is a larger part of it
+    assert kinds(run(spec("fire_lane", dwell_s=5, lane_width_m=6), lambda t: dets([PARCEL]), seconds=10)) == [
+        ("started", 5.0)
+    ]
+
+
+def test_fire_lane_stricter_coverage_spares_objects_not_vehicles() -> None:
+    strict = spec("fire_lane", dwell_s=5, coverage=0.15)
+    assert run(strict, lambda t: dets([CRATE]), seconds=10) == []
+    small_car = (400, 850, 460, 900, "car")  # any vehicle left in the lane, whatever its size
+    assert kinds(run(strict, lambda t: dets([small_car]), seconds=10)) == [("started", 5.0)]
+    assert kinds(run(spec("fire_lane", dwell_s=5), lambda t: dets([small_car]), seconds=10)) == [("started", 5.0)]
+
+
+def test_people_standing_in_the_lane_are_not_objects_left() -> None:
+    assert run(spec("fire_lane", dwell_s=5), lambda t: dets([PERSON]), seconds=20) == []
+    # a lane that names its classes decides for itself
+    counted = spec("fire_lane", dwell_s=5, classes=["person"], min_object_m=0.3)
+    assert kinds(run(counted, lambda t: dets([PERSON]), seconds=10)) == [("started", 5.0)]
 
 
 def test_flapping_detection_is_one_episode() -> None:

@@ -39,6 +39,11 @@ def test_issue_example_parses() -> None:
          "polygon", "at most 64"),
         (zone(dwell_s=-1), "dwell_s", "greater than or equal"),
         (zone(coverage=1.5), "coverage", "less than or equal"),
+        (zone(coverage=-0.1), "coverage", "greater than or equal"),
+        (zone(min_object_m=0), "min_object_m", "greater than"),
+        (zone(min_object_m="half a metre"), "min_object_m", "valid number"),
+        (zone(lane_width_m=0), "lane_width_m", "greater than"),
+        (zone(min_object_m=5), None, "min_object_m (5 m) is wider than the lane (lane_width_m 4 m)"),
         (zone(min_people=0), "min_people", "greater than or equal"),
         (zone(colour="red"), "colour", "Extra inputs"),
         (zone(schedule=["7:00-9:00"]), "schedule", "HH:MM"),
@@ -107,3 +112,55 @@ def test_select_takes_a_tracks_best_score() -> None:
     assert len(zone.select(weak, (100, 100))) == 0
     weak.data["track_score"] = np.array([0.5], np.float32)
     assert len(zone.select(weak, (100, 100))) == 1
+
+
+def test_fire_lane_defaults_and_stored_coverage() -> None:
+    """A new lane reports any object 0.5 m across or more (coverage off); a lane saved with the old
+    default ``coverage: 0.15`` still parses and keeps that share as its stricter condition."""
+    new = parse_zones({"zones": [zone()]}).zones[0]
+    assert (new.min_object_m, new.lane_width_m, new.coverage) == (0.5, 4.0, None)
+    assert "coverage" not in new.model_dump(exclude_none=True)  # what the store writes for a new lane
+    old = parse_zones({"zones": [zone(coverage=0.15)]}).zones[0]
+    assert old.coverage == 0.15
+    assert parse_zones({"zones": [zone(coverage=0)]}).zones[0].coverage == 0  # 0: off, as None
+
+
+LANE_RES = (640, 360)
+
+
+def lane(polygon: list[tuple[float, float]]) -> ZoneGeometry:
+    return ZoneGeometry(ZoneSpec(name="lane", kind="fire_lane", polygon=polygon))
+
+
+def px(points: list[tuple[int, int]]) -> list[tuple[float, float]]:
+    return [(x / LANE_RES[0], y / LANE_RES[1]) for x, y in points]
+
+
+def test_width_across_a_lane_going_away_from_the_camera() -> None:
+    # A lane running up the picture, narrowing with distance: 200 px wide at the bottom, 100 at the top.
+    z = lane(px([(270, 60), (370, 60), (420, 350), (220, 350)]))
+    assert np.allclose(np.abs(z.across_axis(LANE_RES)), [1, 0], atol=0.1)
+    d = dets([
+        (290, 280, 350, 340, "static_object"),  # 60 px wide near the bottom, where the lane is ~190 px
+        (300, 90, 330, 120, "static_object"),   # 30 px wide near the top, where the lane is ~120 px
+        (10, 280, 70, 340, "static_object"),    # anchor outside the lane
+        (300, 200, 312, 300, "static_object"),  # tall and thin (a person the detector missed): 12 px wide
+    ])
+    f = z.width_fraction(d, LANE_RES)
+    assert f[0] == pytest.approx(60 / 193, abs=0.01)
+    assert f[1] == pytest.approx(30 / 121, abs=0.02)
+    assert f[2] == 0.0
+    assert f[3] == pytest.approx(12 / 183, abs=0.01)
+
+
+def test_width_across_a_lane_crossing_the_picture() -> None:
+    # A lane running left to right, 80 px tall: across it is up and down the picture.
+    z = lane(px([(20, 200), (620, 200), (620, 280), (20, 280)]))
+    assert np.allclose(np.abs(z.across_axis(LANE_RES)), [0, 1], atol=0.05)
+    d = dets([
+        (100, 230, 300, 270, "static_object"),  # a long low object: 40 px of the lane's 80
+        (400, 190, 410, 270, "static_object"),  # a post: tall but 10 px wide
+    ])
+    f = z.width_fraction(d, LANE_RES)
+    assert f[0] == pytest.approx(40 / 81, abs=0.03)
+    assert f[1] == pytest.approx(10 / 81, abs=0.03)

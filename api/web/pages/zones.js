@@ -18,7 +18,12 @@ const COMMON = [
 ];
 // the parameters each kind's rule reads (models/grid/zonespec.py); unknown keys of a loaded zone are kept
 const PARAMS = {
-  fire_lane: [...COMMON, ["coverage", "number", 0.15, { min: 0.001, max: 1, step: 0.01 }]],
+  fire_lane: [
+    ...COMMON,
+    ["min_object_m", "number", 0.5, { min: 0.05, max: 100, step: 0.1 }],
+    ["lane_width_m", "number", 4, { min: 0.5, max: 100, step: 0.5 }],
+    ["coverage", "number", null, { min: 0, max: 1, step: 0.01 }],
+  ],
   road: [...COMMON, ["schedule", "list", "", {}]],
   crowd_area: [
     ...COMMON,
@@ -458,7 +463,8 @@ export async function mount(root, ctx) {
   function detailText(e) {
     const parts = [];
     if (e.details.count !== undefined) parts.push(`${tb("p.min_people")} ${e.details.count}`);
-    if (e.details.coverage !== undefined) parts.push(`${tb("p.coverage")} ${Math.round(e.details.coverage * 100)}%`);
+    if (e.details.widest_m !== undefined) parts.push(tb("zones.widest", { m: e.details.widest_m }));
+    if (e.details.coverage !== undefined) parts.push(tb("zones.covered", { pct: Math.round(e.details.coverage * 100) }));
     if (e.boxes.length) parts.push(`${e.boxes.length} ×  ${[...new Set(e.boxes.map((b) => b.label))].join(", ")}`);
     return parts.length ? h("small", {}, ` ${parts.join(" · ")}`) : null;
   }
