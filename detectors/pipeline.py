@@ -17,6 +17,7 @@ import numpy as np
 
 from detectors.backends import BackendConfigBase, Detector, FrameInput, build_detector, parse_backend_config
 from detectors.detections import Detections
+from detectors.evidence import EvidenceLabels
 from detectors.motion import MotionConfig, MotionGate
 from detectors.rules import RuleHit, ZoneRule, build_rule
 from detectors.tracking import Tracker, TrackerConfig
@@ -52,8 +53,10 @@ class Pipeline:
         tracker: TrackerConfig | None = None,
         epoch: datetime | None = None,
         tz: tzinfo | None = None,
+        labels: EvidenceLabels | None = None,
     ) -> None:
         self.detector = detector
+        self.labels = labels  # the camera's name (and case codes) drawn on the evidence
         self.stream = stream
         self.gate = MotionGate(motion) if gate else None
         self.tracker = Tracker(tracker)
@@ -72,7 +75,7 @@ class Pipeline:
         """Apply a new zones version; rule states restart (an open episode is re-detected)."""
         specs = zones.zones if isinstance(zones, ZonesFile) else list(zones)
         self.zones = ZoneSet(specs)
-        self.rules = [build_rule(z) for z in self.zones.rule_zones]
+        self.rules = [build_rule(z, labels=self.labels) for z in self.zones.rule_zones]
         self.regions_norm = tuple(
             crowd_region(z.polygon_norm) for z in self.zones.rule_zones if z.spec.kind == "crowd_area"
         )

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from gridpatrol.cli_common import (
     read_text,
 )
 from gridpatrol.cli_gateway import register_gateway_commands
+from gridpatrol.cli_gb28181 import register_gb28181_commands
 from gridpatrol.cli_lists import register_list_commands
 from gridpatrol.cli_media import register_media_commands
 from gridpatrol.cli_org import register_org_commands
@@ -36,10 +37,12 @@ from models.db.engine import transaction
 from models.db.tables import Camera
 from models.errors import GridPatrolError
 from models.grid.cameras import YAML_SUFFIXES, parse_camera_text, register_cameras
-from models.grid.tree import import_grids
 from models.grid.zones import current_zones, save_zones
 from models.identity.users import add_user, parse_role
 from models.secrets import ensure_private_dir
+
+if TYPE_CHECKING:
+    from rtsp_gateway.settings import GatewaySettings
 
 app = typer.Typer(help="GridPatrol 网格视频巡查: video-surveillance grid patrol.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -72,6 +75,8 @@ def grids_import(
     strict: Annotated[bool, typer.Option(help="Refuse overlapping grids and grids outside their parent")] = False,
 ) -> None:
     """Import or update the grid tree; all or nothing. Cameras are re-placed into the new polygons."""
+    from models.grid.tree import import_grids  # shapely and numpy: only this command needs them
+
     settings = load_settings()
     doc = read_json(file)
     try:
@@ -94,7 +99,7 @@ def _report_outside(names: list[str]) -> None:
 
 
 @cameras_app.command("import")
-def cameras_import(file: Annotated[Path, typer.Argument(help="CSV (name,url,lon,lat[,onvif][,grid]) or YAML")]) -> None:
+def cameras_import(file: Annotated[Path, typer.Argument(help="CSV (name,url,lon,lat[,sub_url][,analysis_stream][,onvif][,grid]) or YAML")]) -> None:
     """Register or update cameras; each is placed in the grid its location falls in."""
     settings = load_settings()
     text = read_text(file)
@@ -149,6 +154,13 @@ def serve(
     gateway: Annotated[
         bool, typer.Option(help="Run the RTSP gateway in this process (GRIDPATROL_GATEWAY_HOST/PORT, default 8554)")
     ] = True,
+    gb28181: Annotated[
+        bool | None,
+        typer.Option(
+            "--gb28181/--no-gb28181",
+            help="Run the GB/T 28181 platform in this process (default GRIDPATROL_GB28181_ENABLED; see gb28181 serve)",
+        ),
+    ] = None,
 ) -> None:
     """Run GridPatrol in one process: API, ticketer, a camera worker and the RTSP gateway (SQLite and an
     in-process bus by default; PostgreSQL/Redis when configured)."""
@@ -160,6 +172,7 @@ def serve(
         with_ticketer=ticketer,
         access_log=access_log,
         with_gateway=gateway,
+        with_gb28181=gb28181,
     )
 
 
@@ -172,6 +185,8 @@ def run_everything(
     with_ticketer: bool,
     access_log: bool = False,
     with_gateway: bool = False,
+    with_gb28181: bool | None = False,
+    gateway_conf: GatewaySettings | None = None,
 ) -> None:
     from prometheus_client import CollectorRegistry
 
@@ -191,16 +206,25 @@ def run_everything(
     cam_worker = None
     ticketer = None
     gateway = None
+    gb = None
     try:
+        if with_gb28181 is not False:  # asked for, or GRIDPATROL_GB28181_ENABLED decides
+            from gridpatrol.cli_gb28181 import gb28181_settings, start_gb28181
+
+            gb_conf = gb28181_settings()
+            if with_gb28181 or gb_conf.enabled:  # before the gateway and the worker, which read its feeds
+                gb = start_gb28181(runtime, settings, gb_conf)
         if with_gateway:
             from gridpatrol.cli_gateway import gateway_settings, start_gateway_thread
 
-            gateway = start_gateway_thread(runtime, settings, gateway_settings())
+            gateway = start_gateway_thread(
+                runtime, settings, gateway_conf or gateway_settings(), gb_feeds=gb.feeds if gb is not None else None
+            )
         if with_ticketer:
             ticketer = runtime.start_ticketer()
         if with_worker:
             try:
-                cam_worker = runtime.start_worker()
+                cam_worker = runtime.start_worker(openers=gb.openers() if gb is not None else None)
             except GridPatrolError as err:
                 fail(f"worker: {err}")
         metrics = CollectorRegistry()
@@ -208,6 +232,8 @@ def run_everything(
             from gridpatrol.ticketer import TicketerCollector
 
             TicketerCollector(ticketer).register(metrics)
+            for collector in runtime.ticketer_collectors():  # tickets, webhooks, bus groups, MQTT
+                metrics.register(collector)
         if cam_worker is not None:
             HealthCollector(cam_worker.supervisor.health).register(metrics)
         if gateway is not None:
@@ -231,6 +257,8 @@ def run_everything(
             cam_worker.stop()
         if gateway is not None:
             gateway.stop()
+        if gb is not None:
+            gb.stop()
         runtime.close()
 
 
@@ -263,14 +291,17 @@ def worker_cmd(
         w = runtime.start_worker(capacity=capacity)
     except GridPatrolError as err:
         fail(str(err))
-    if metrics_port:
-        from prometheus_client import CollectorRegistry, start_http_server
+    if metrics_port:  # /metrics, /healthz, /readyz (gridpatrol/health_http.py)
+        from prometheus_client import CollectorRegistry
 
+        from gridpatrol.health_http import common_checks, start_health_server, threads_check
         from ingest.health import HealthCollector
 
         registry = CollectorRegistry()
         HealthCollector(w.supervisor.health).register(registry)
-        start_http_server(metrics_port, addr=metrics_host, registry=registry)
+        loops = [f"worker-control-{w.worker_id}", f"ingest-supervisor-{w.worker_id}"]
+        checks = [*common_checks(runtime.factory, runtime.bus), threads_check("worker", loops)]
+        start_health_server(metrics_port, host=metrics_host, registry=registry, checks=checks, process=w.worker_id)
     with stop_on_signals(runtime.stop):
         runtime.stop.wait()
     w.stop()
@@ -292,14 +323,20 @@ def ticketer_cmd(
         fail(str(err))
     with stop_on_signals(runtime.stop):
         ticketer = runtime.start_ticketer()
-        if metrics_port:
-            from prometheus_client import CollectorRegistry, start_http_server
+        if metrics_port:  # /metrics, /healthz, /readyz (gridpatrol/health_http.py)
+            from prometheus_client import CollectorRegistry
 
+            from gridpatrol.health_http import common_checks, start_health_server, threads_check
             from gridpatrol.ticketer import TicketerCollector
 
             registry = CollectorRegistry()
             TicketerCollector(ticketer).register(registry)
-            start_http_server(metrics_port, addr=metrics_host, registry=registry)
+            for collector in runtime.ticketer_collectors():  # tickets, webhooks, bus groups, MQTT
+                registry.register(collector)
+            checks = [*common_checks(runtime.factory, runtime.bus), threads_check("ticketer", ["ticketer"])]
+            start_health_server(
+                metrics_port, host=metrics_host, registry=registry, checks=checks, process=ticketer.consumer
+            )
         runtime.stop.wait()
     runtime.close()
 
@@ -316,7 +353,8 @@ def demo(
     ] = 240,
 ) -> None:
     """Run everything on a demo district with simulated cameras and users (data under <data dir>/demo)."""
-    from gridpatrol.demo import demo_banner, demo_ticket_settings, prepare_demo
+    from gridpatrol.cli_gateway import gateway_settings
+    from gridpatrol.demo import demo_banner, demo_replays, demo_ticket_settings, free_tcp_port, prepare_demo
 
     # the only environment with a fixed (published) signing key and unsigned webhooks: the demo says so
     os.environ["GRIDPATROL_ENVIRONMENT"] = "demo"
@@ -327,17 +365,23 @@ def demo(
     # short deadlines, and the verification time the clips are timed for (README: the demo)
     tickets = demo_ticket_settings(settings.tickets, accept_within_s=accept_within, resolve_within_s=resolve_within)
     settings = dataclasses.replace(settings, storage=storage, tickets=tickets)
+    # the cameras are the gateway's replays of the demo clips, read over RTSP like real cameras
+    gconf = gateway_settings()
+    if gconf.port == 0:  # the cameras' URLs name the port: choose it now
+        gconf = gconf.model_copy(update={"port": free_tcp_port(gconf.host)})
+    gconf = gconf.model_copy(update={"replays": {**gconf.replays, **demo_replays(demo_dir)}})
+    gateway_host = "127.0.0.1" if gconf.host in ("0.0.0.0", "::", "") else gconf.host
     try:
         ensure_private_dir(demo_dir)
         with transaction(open_db(settings)) as session:
-            prepare_demo(session, demo_dir)
+            # real footage for some cameras, where scripts/setup.sh put its test assets
+            assets = Path(os.environ.get("GRIDPATROL_ASSETS") or Path.home() / ".cache" / "gridpatrol")
+            prepare_demo(session, demo_dir, gateway=f"{gateway_host}:{gconf.port}", footage_dir=assets)
     except GridPatrolError as err:
         fail(str(err))
-    from gridpatrol.cli_gateway import gateway_settings
 
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     gridpatrol = Path(sys.executable).parent / "gridpatrol"
-    gconf = gateway_settings()
     banner = demo_banner(
         base_url=f"http://{f'[{local}]' if ':' in local else local}:{port}",
         rtsp_url=f"rtsp://{gconf.host}:{gconf.port}",
@@ -350,7 +394,14 @@ def demo(
     print(banner, flush=True)
     # every request on stdout would bury the banner: the access log stays off (serve --access-log has it)
     run_everything(
-        settings, host=host, port=port, with_worker=True, with_ticketer=True, access_log=False, with_gateway=True
+        settings,
+        host=host,
+        port=port,
+        with_worker=True,
+        with_ticketer=True,
+        access_log=False,
+        with_gateway=True,
+        gateway_conf=gconf,
     )
 
 
@@ -417,9 +468,15 @@ register_secrets_commands(app)
 register_bus_commands(app)
 register_org_commands(app)
 register_gateway_commands(app)
+register_gb28181_commands(app)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from gridpatrol.logging_json import configure_logging
+
+    try:  # GRIDPATROL_LOG_FORMAT=json: one JSON object per line, with camera and ticket ids
+        configure_logging(os.environ.get("GRIDPATROL_LOG_FORMAT", "text").strip().lower() or "text")
+    except ValueError as err:
+        sys.exit(f"error: {err}")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     app()

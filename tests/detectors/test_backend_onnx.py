@@ -114,6 +114,19 @@ def test_zoom_region_finds_the_people_once(yolov3_tiny_onnx: Path) -> None:
     assert dets[dets.class_mask(["bus"])].xyxy.tolist() == plain[bus].xyxy.tolist()  # from the whole frame
 
 
+def test_a_crowd_region_without_people_is_not_zoomed(yolov3_tiny_onnx: Path) -> None:
+    image = cv2.imread(str(asset("bus.jpg")))
+    detector = build_detector(OnnxConfig(model_path=yolov3_tiny_onnx, zoom_max_area=0.7))
+    sky, people = (0.0, 0.0, 1.0, 0.2), (0.0, 0.3, 1.0, 0.9)
+    detector.detect_batch([FrameInput(image, regions_norm=(sky,))])
+    assert detector.images_run == 1  # the whole frame only: nobody stands in the sky
+    detector.detect_batch([FrameInput(image, regions_norm=(sky, people))])
+    assert detector.images_run == 1 + 2  # the whole frame and the crop around the three people
+    always = build_detector(OnnxConfig(model_path=yolov3_tiny_onnx, zoom_max_area=0.7, zoom_min_boxes=0))
+    always.detect_batch([FrameInput(image, regions_norm=(sky,))])
+    assert always.images_run == 2
+
+
 def test_fuse_static_adds_blobs_no_person_explains_in_the_regions() -> None:
     yolo = dets([(100, 100, 140, 200, "person"), (300, 100, 340, 200, "person")])
     yolo.confidence[1] = 0.2  # a weak person box explains nothing
