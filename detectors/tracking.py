@@ -13,7 +13,9 @@ first saw it with confidence.
 
 A detector that sees an object's inside keep changing (the classic backend: people standing and
 talking fidget, a stall does not) marks it in ``data["still_reset"]``: its stationary clock restarts,
-however long the box itself has not moved.
+however long the box itself has not moved. So does a track that turns from a person into a thing or
+back (``alive_classes``): people talking by a sign that a passing bus hides become a static blob for
+a few seconds, and their standing time is not an object's.
 
 A weak detection that continues a track is reported with the track's class and, in
 ``data["track_score"]``, the best score the track has had: a parked stall that YOLOv3-tiny calls an
@@ -40,6 +42,7 @@ class TrackerConfig:
     still_iou: float = 0.6
     still_contain: float = 0.85  # intersection over the smaller box that still counts as "not moved"
     move_strikes: int = 2
+    alive_classes: tuple[str, ...] = ("person",)  # a track turning from one of these into a thing restarts
 
 
 @dataclass
@@ -55,11 +58,22 @@ class _Track:
     best: float = 0.0
 
     def update(
-        self, *, xyxy: np.ndarray, class_id: int, score: float, t: float, static_s: float, reset: bool,
+        self,
+        *,
+        xyxy: np.ndarray,
+        class_id: int,
+        score: float,
+        t: float,
+        static_s: float,
+        reset: bool,
         cfg: TrackerConfig,
+        alive_ids: frozenset[int] = frozenset(),
     ) -> None:
         self.xyxy = xyxy
         if score >= self.score * 0.8 or score >= self.best * 0.8:
+            # people standing that a passing bus hides become a static blob: a person's standing time
+            # is not an object's, so a change between people and things restarts the clock
+            reset = reset or (class_id in alive_ids) != (self.class_id in alive_ids)
             self.class_id = class_id
         self.score = score
         self.best = max(self.best, score)
@@ -123,20 +137,25 @@ class Tracker:
     def update(self, detections: Detections, t: float) -> Detections:
         cfg = self.config
         self._tracks = [
-            tr for tr in self._tracks
-            if t - tr.last_t <= (cfg.lost_still_s if tr.last_t - tr.still_since >= cfg.still_after_s else cfg.lost_s)
+            tr
+            for tr in self._tracks
+            if t - tr.last_t
+            <= (cfg.lost_still_s if tr.last_t - tr.still_since >= cfg.still_after_s else cfg.lost_s)
         ]
         n = len(detections)
         hint = detections.data.get("static_s")
         static = np.zeros(n, np.float32) if hint is None else np.clip(np.asarray(hint, np.float32), 0, None)
         reset_hint = detections.data.get("still_reset")
         reset = np.zeros(n, bool) if reset_hint is None else np.asarray(reset_hint, bool)
+        alive_ids = frozenset(i for i, name in enumerate(detections.class_names) if name in cfg.alive_classes)
         out_ids = np.full(n, -1, np.int64)
         out_still = np.zeros(n, np.float32)
         out_best = detections.confidence.astype(np.float32).copy()
         out_class = detections.class_id.copy()
         high = np.nonzero(detections.confidence >= cfg.high_score)[0]
-        low = np.nonzero((detections.confidence < cfg.high_score) & (detections.confidence >= cfg.low_score))[0]
+        low = np.nonzero((detections.confidence < cfg.high_score) & (detections.confidence >= cfg.low_score))[
+            0
+        ]
 
         free = list(range(len(self._tracks)))
         for subset in (high, low):
@@ -149,9 +168,14 @@ class Tracker:
                 track = self._tracks[free[r]]
                 d = int(subset[c])
                 track.update(
-                    xyxy=detections.xyxy[d], class_id=int(detections.class_id[d]),
-                    score=float(detections.confidence[d]), t=t, static_s=float(static[d]),
-                    reset=bool(reset[d]), cfg=cfg,
+                    xyxy=detections.xyxy[d],
+                    class_id=int(detections.class_id[d]),
+                    score=float(detections.confidence[d]),
+                    t=t,
+                    static_s=float(static[d]),
+                    reset=bool(reset[d]),
+                    cfg=cfg,
+                    alive_ids=alive_ids,
                 )
                 out_ids[d] = track.track_id
                 out_still[d] = t - track.still_since
@@ -165,9 +189,14 @@ class Tracker:
                 continue
             box = detections.xyxy[d].copy()
             track = _Track(
-                track_id=self._next_id, xyxy=box, class_id=int(detections.class_id[d]),
-                score=float(detections.confidence[d]), last_t=t, still_xyxy=box,
-                still_since=t if reset[d] else t - float(static[d]), best=float(detections.confidence[d]),
+                track_id=self._next_id,
+                xyxy=box,
+                class_id=int(detections.class_id[d]),
+                score=float(detections.confidence[d]),
+                last_t=t,
+                still_xyxy=box,
+                still_since=t if reset[d] else t - float(static[d]),
+                best=float(detections.confidence[d]),
             )
             self._next_id += 1
             self._tracks.append(track)
