@@ -4,13 +4,11 @@ sees it in the delivery log. Every request stays on the app's origin."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from api.app import create_app
@@ -24,7 +22,7 @@ from models.tickets.categories import TicketSettings
 from models.tickets.desk import TicketDesk
 from tests.conftest import TEST_SECRET, seed
 from tests.e2e.test_patrol_browser import CHROMIUM, PHONE, Served, Ui, browser
-from tests.support.procs import free_port
+from tests.support.browser import serving_app
 from tests.support.require import require, require_module
 
 __all__ = ["browser"]
@@ -48,22 +46,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> 
         bus=MemoryBus(),
         camera_keyring=lambda: keyring,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="notify-ui-uvicorn", daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            thread.join(0.05)
-        assert server.started, "uvicorn did not start"
+    with serving_app(app, name="notify-ui") as port:
         yield Served(f"http://127.0.0.1:{port}", factory, 0)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_a_grid_leader_sets_up_a_wecom_robot_on_the_phone(browser: Any, served: Served) -> None:

@@ -7,14 +7,12 @@ render at 1366×768. Every request stays on the app's origin. Screenshots go to
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,10 +26,9 @@ from models.patrol.settings import PatrolSettings
 from models.tickets.categories import TicketSettings
 from models.tickets.desk import TicketDesk
 from tests.conftest import TEST_SECRET, seed
-from tests.support.browser import LoggedInPage
+from tests.support.browser import LoggedInPage, serving_app
 from tests.support.databases import sqlite_copy
 from tests.support.patrol import jpeg, make_point, point
-from tests.support.procs import free_port
 from tests.support.require import require, require_module
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -79,22 +76,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> 
         bus=MemoryBus(),
         patrol_settings=PatrolSettings(),
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="patrol-ui-uvicorn", daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            thread.join(0.05)
-        assert server.started, "uvicorn did not start"
+    with serving_app(app, name="patrol-ui") as port:
         yield Served(f"http://127.0.0.1:{port}", factory, point_id)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")

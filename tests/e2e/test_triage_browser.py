@@ -5,13 +5,11 @@ stays on the app's origin. Screenshots go to ``$GRIDPATROL_TEST_OUTPUT/screensho
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from api.app import create_app
@@ -27,9 +25,9 @@ from models.tickets.desk import TicketDesk
 from tests.conftest import TEST_SECRET, seed
 from tests.e2e.test_patrol_browser import CHROMIUM, DESKTOP, PHONE, Served, Ui, browser
 from tests.support import sample
+from tests.support.browser import serving_app
 from tests.support.org import seed_org
 from tests.support.patrol import jpeg, user
-from tests.support.procs import free_port
 from tests.support.require import require, require_module
 
 __all__ = ["browser"]
@@ -59,22 +57,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> 
         bus=MemoryBus(),
         patrol_settings=PatrolSettings(),
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="triage-ui-uvicorn", daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            thread.join(0.05)
-        assert server.started, "uvicorn did not start"
+    with serving_app(app, name="triage-ui") as port:
         yield Served(f"http://127.0.0.1:{port}", factory, ticket_id)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_an_operator_triages_and_the_department_resolves_on_the_phone(browser: Any, served: Served) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from api.app import create_app
@@ -39,9 +37,8 @@ from models.tickets.categories import TicketSettings
 from models.tickets.desk import TicketDesk
 from tests.api.test_dashboard_api import seed_tickets
 from tests.conftest import TEST_SECRET, seed
-from tests.support.browser import LoggedInPage
+from tests.support.browser import LoggedInPage, serving_app
 from tests.support.databases import sqlite_copy
-from tests.support.procs import free_port
 from tests.support.require import require, require_module
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -103,22 +100,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> 
         zone_previewer=previewer,
         camera_keyring=lambda: keyring,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="ui-b-uvicorn", daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            thread.join(0.05)
-        assert server.started, "uvicorn did not start"
+    with serving_app(app, name="ui-b") as port:
         yield Served(f"http://127.0.0.1:{port}", camera_id)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,9 @@ console errors) are collected (``errors``): a test asserts both empty after its 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,3 +72,27 @@ class LoggedInPage:
 
     def close(self) -> None:
         self.context.close()
+
+
+@contextmanager
+def serving_app(app: Any, *, name: str) -> Iterator[int]:
+    """The app on a free loopback port in a uvicorn thread (lifespan on) for a browser; yields the port and
+    stops the server afterwards."""
+    import uvicorn
+
+    from tests.support.procs import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name=f"{name}-uvicorn", daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            thread.join(0.05)
+        assert server.started, "uvicorn did not start"
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
