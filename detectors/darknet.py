@@ -123,6 +123,24 @@ def _yolo_head(g: _Graph, x: str, sec: dict[str, str], *, shape: tuple[int, int,
     return g.op("Reshape", [cat, g.const(np.array([1, na * h * w, 5 + nc], np.int64))])
 
 
+def cfg_warnings(sections: list[dict[str, str]]) -> list[str]:
+    """Known mistakes in published cfg files that convert without error but give wrong boxes.
+
+    The widely copied ``yolov3-tiny.cfg`` gives its second (26×26) head the anchors of mask ``0,1,2``,
+    while the published ``yolov3-tiny.weights`` were trained with ``1,2,3``: boxes come out about half
+    their size. Weights trained with the cfg as it stands are right, so this is a warning, not a fix."""
+    heads = [sec for sec in sections[1:] if sec.get("type") == "yolo"]
+    masks = [sec.get("mask", "").replace(" ", "") for sec in heads]
+    anchors = [len(sec.get("anchors", "").split(",")) for sec in heads]
+    if masks == ["3,4,5", "0,1,2"] and anchors == [12, 12]:
+        return [
+            "this looks like the published yolov3-tiny.cfg, whose second [yolo] section says mask = 0,1,2: "
+            "the published yolov3-tiny.weights were trained with mask = 1,2,3 and give boxes of half size "
+            "with it; set mask = 1,2,3 there unless these weights were trained with this cfg"
+        ]
+    return []
+
+
 def convert(
     cfg_text: str, weights: bytes, *, names: list[str] | None = None, input_size: int | None = None
 ) -> Any:
@@ -130,6 +148,8 @@ def convert(
     from onnx import TensorProto, checker, helper
 
     sections = parse_cfg(cfg_text)
+    for warning in cfg_warnings(sections):
+        logger.warning("Darknet cfg: %s", warning)
     net = sections[0]
     size = int(input_size or net.get("width", 416))
     channels = int(net.get("channels", 3))

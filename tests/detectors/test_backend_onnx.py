@@ -172,3 +172,13 @@ def test_static_foreground_finds_an_object_no_coco_class_describes(yolov3_tiny_o
     assert len(last) == 1 and box_iou(last.xyxy, np.array([[250, 200, 430, 320]], np.float32))[0, 0] >= 0.7
     assert last.data["static_s"][0] >= 5.0
     assert not any(d.class_mask(["static_object"]).any() for d in unasked + flag_off)
+
+
+def test_the_published_yolov3_tiny_cfg_is_flagged_and_the_corrected_one_is_not() -> None:
+    from detectors.darknet import cfg_warnings
+    from tests.detectors.support import asset
+
+    published = asset("yolov3-tiny.cfg").read_text()
+    (warning,) = cfg_warnings(parse_cfg(published))
+    assert "mask = 1,2,3" in warning
+    assert cfg_warnings(parse_cfg(published.replace("mask = 0,1,2\n", "mask = 1,2,3\n"))) == []
