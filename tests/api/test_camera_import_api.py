@@ -17,7 +17,7 @@ from models.grid.credentials import CredentialKey, CredentialKeyring, is_encrypt
 from tests.conftest import TEST_SECRET
 from tests.support import sample
 
-CSV = "name,url,lon,lat\nnew-cam,rtsp://admin:pw@10.0.0.9/stream1,118.705,32.105\ncam-g1-a,rtsp://10.0.0.8/s,118.702,32.102\n"
+CSV = "name,url,lon,lat\nnew-cam,rtsp://admin:Cam-Secret-7x@10.0.0.9/stream1,118.705,32.105\ncam-g1-a,rtsp://10.0.0.8/s,118.702,32.102\n"
 
 
 @pytest.fixture
@@ -42,10 +42,10 @@ def test_import_creates_and_updates_with_urls_encrypted(app_client: TestClient, 
     with seeded() as s:
         cam = s.scalars(select(Camera).where(Camera.name == "new-cam")).one()
         assert (
-            is_encrypted(cam.url) and "pw" not in cam.url and cam.grid is not None and cam.grid.code == "G1"
+            is_encrypted(cam.url) and "Cam-Secret-7x" not in cam.url and cam.grid is not None and cam.grid.code == "G1"
         )
         logged = s.scalars(select(AccessLog).where(AccessLog.object_type == "cameras")).one()
-        assert logged.username == "operator1" and "pw" not in str(logged.detail)
+        assert logged.username == "operator1" and "Cam-Secret-7x" not in str(logged.detail)
     bad = "name,url,lon,lat\nok-cam,rtsp://10.0.0.1/s,118.705,32.105\nbad-cam,rtsp://10.0.0.2/s,999,32.105\n"
     r = app_client.post("/api/cameras/import", headers=bearer(app_client, "admin1"), json={"text": bad})
     assert r.status_code == 422 and "line 3" in r.json()["detail"], r.text

@@ -20,7 +20,7 @@ from models.grid.credentials import (
 )
 
 HEADER = "name,url,sub_url,analysis_stream,lon,lat\n"
-MAIN, SUB = "rtsp://admin:pw@10.0.0.7/main", "rtsp://admin:pw@10.0.0.7/sub"
+MAIN, SUB = "rtsp://admin:Cam-Secret-7x@10.0.0.7/main", "rtsp://admin:Cam-Secret-7x@10.0.0.7/sub"
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_sub_url_is_stored_encrypted_and_the_setting_kept(session_factory: sessi
     assert report.created == 2
     with session_factory() as session:
         c1, c2 = session.scalars(select(Camera).order_by(Camera.name)).all()
-        assert is_encrypted(c1.sub_url) and "pw" not in (c1.sub_url or "")
+        assert is_encrypted(c1.sub_url) and "Cam-Secret-7x" not in (c1.sub_url or "")
         assert camera_secret("c1", "sub_url", c1.sub_url, keyring) == SUB
         assert (c1.analysis_stream, c2.sub_url, c2.analysis_stream) == ("main", None, None)
     # a re-import without the columns (an older file) leaves the sub-stream and the setting alone
