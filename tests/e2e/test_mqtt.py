@@ -281,7 +281,13 @@ def test_a_broker_that_is_down_never_blocks_and_the_newest_messages_arrive_after
         while not publisher.connected:
             assert time.monotonic() < deadline, "the publisher did not reconnect"
             time.sleep(0.05)
-        assert bridge.status_round() == 1  # a reconnect forgets what was sent: the status goes again
+        watcher = Subscriber(port, f"{prefix}/cameras/#")
+        try:
+            assert bridge.status_round() == 1  # a reconnect forgets what was sent: the status goes again
+            # once one subscriber has it, the broker holds it: a later subscriber must get it as retained
+            watcher.wait_for(lambda ms: any(t.endswith("/cameras/7/status") for t, _, _ in ms), "status resent")
+        finally:
+            watcher.close()
         late = Subscriber(port, f"{prefix}/#")
         try:
             got = late.wait_for(
