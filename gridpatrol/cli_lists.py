@@ -88,14 +88,14 @@ def grid_by_code(session: Session, code: str) -> GridNode:
 def responsible_people(session: Session) -> dict[int, list[str]]:
     """Grid node id → the enabled users who answer for it directly: grid leaders for a grid, managers for
     a street, district or community (a manager of the district does not make a street covered)."""
-    nodes = dict(session.execute(select(GridNode.id, GridNode.kind)).tuples().all())
+    nodes = dict(session.execute(select(GridNode.id, GridNode.kind)).all())
     people: dict[int, list[str]] = defaultdict(list)
     rows = session.execute(
         select(Assignment.grid_id, User.username, User.role)
         .join(User, User.id == Assignment.user_id)
         .where(User.enabled.is_(True))
         .order_by(User.username)
-    ).tuples()
+    ).all()
     for grid_id, username, role in rows:
         wanted = Role.grid_leader if nodes.get(grid_id) == GridKind.grid else Role.manager
         if role == wanted:
@@ -149,7 +149,7 @@ def register_list_commands(
             if grid is not None:
                 node = grid_by_code(session, grid)
                 query = query.where(GridNode.path.startswith(node.path))
-            found = session.execute(query).tuples().all()
+            found = session.execute(query).all()
         items: list[dict[str, Any]] = [
             {
                 "id": cam.id,
