@@ -1,6 +1,7 @@
 # One image for every GridPatrol process; the command picks the role (api, worker, ticketer, gateway).
+# fonts-noto-cjk: evidence banners are drawn in Chinese (models/evidence/drawing.py needs a CJK font).
 FROM python:3.11-slim-bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg fonts-noto-cjk && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY models ./models

@@ -89,3 +89,18 @@ def test_secrets_have_no_default_and_the_example_names_them(compose: dict[str, A
     for name in required:
         assert re.search(rf"^{name}=$", example, re.M), name  # present, and empty: never a shared secret
     assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+
+
+def test_the_image_installs_what_the_processes_need_at_run_time() -> None:
+    """The Dockerfile's apt-get line carries ffmpeg (clips, H.265 probing) and the CJK font the evidence banners
+    are drawn with; the font package it names really holds a file the drawing code looks for."""
+    from models.evidence.drawing import FONT_PATTERNS
+
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    line = next(ln for ln in text.splitlines() if "apt-get install" in ln)
+    packages = set(line.split("--no-install-recommends", 1)[1].split("&&", 1)[0].split())
+    assert {"ffmpeg", "fonts-noto-cjk"} <= packages, line
+    listed = subprocess.run(["dpkg", "-L", "fonts-noto-cjk"], capture_output=True, text=True, check=False)
+    assert listed.returncode == 0, "fonts-noto-cjk is not installed here: run scripts/setup.sh"
+    files = [Path(p) for p in listed.stdout.split()]
+    assert any(f.match(pattern.lstrip("/").replace("**/", "*/")) for f in files for pattern in FONT_PATTERNS[:3])
