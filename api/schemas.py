@@ -54,6 +54,10 @@ class CameraOut(Strict):
         default="auto", description="Which stream the worker analyses: sub, main, or auto (the sub-stream when there is one)"
     )
     analysed_stream: Literal["sub", "main"] = Field(default="main", description="The stream analysed under that setting")
+    offline_since: datetime | None = Field(
+        default=None,
+        description="When the ticketers first saw the camera offline, during an ongoing outage; null while it streams",
+    )
     updated_at: datetime
 
 

@@ -55,6 +55,12 @@ def ticket_payload(notice: TicketNotice) -> dict[str, Any]:
     return notice.model_dump(mode="json", by_alias=False, exclude={"schema_", "v"})
 
 
+def publish_camera_notice(publisher: MqttPublisher, payload: dict[str, Any]) -> None:
+    """A camera-offline or back-online notice (models/grid/outages.py), raised by one ticketer, on
+    ``<prefix>/cameras/<camera id>/events`` (not retained: the status topic holds the current state)."""
+    publisher.publish(publisher.topic("cameras", payload["camera_id"], "events"), payload)
+
+
 class MqttBridge:
     def __init__(
         self,

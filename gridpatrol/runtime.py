@@ -194,7 +194,24 @@ class Runtime:
         self.spawn("retention", retention.run, self.stop)
         if self.settings.mqtt.enabled:
             self.start_mqtt()
+        self.start_camera_watch(ticketer)
         return ticketer
+
+    def start_camera_watch(self, ticketer: Ticketer) -> None:
+        """Cameras offline past GRIDPATROL_CAMERA_OFFLINE_NOTICE_S: one notice per outage (gridpatrol/camera_watch.py)."""
+        from gridpatrol.camera_watch import CameraWatch
+        from gridpatrol.mqtt_bridge import publish_camera_notice
+
+        mqtt = self.mqtt
+        watch = CameraWatch(
+            self.factory,
+            self.health_board,
+            notice_after_s=self.settings.ticketer.camera_offline_notice_s,
+            webhook_urls=list(self.settings.tickets.webhook_urls),
+            publish=[lambda payload: publish_camera_notice(mqtt, payload)] if mqtt is not None else [],
+            counts=ticketer.stats.camera_notices,
+        )
+        self.spawn("camera-watch", watch.run, self.stop)
 
     def start_mqtt(self) -> MqttPublisher:
         """Ticket notices, detection events and camera status to the MQTT broker (gridpatrol/mqtt_bridge.py)."""

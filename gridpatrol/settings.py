@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from api.settings import ApiSettings
 from gridpatrol.mqtt import MqttSettings
@@ -29,6 +29,9 @@ class WorkerSettings(LocaleSettings):
     models_dir: Path | None = Field(default=None, description="Where imported models live (default <data dir>/models)")
 
 
+OFFLINE_NOTICE_MIN_S, OFFLINE_NOTICE_MAX_S = 10.0, 86_400.0
+
+
 class TicketerSettings(PartSettings):
     ticketer_batch: int = Field(default=500, ge=1, le=10_000, description="Rule events handled per transaction")
     ticketer_stale_ms: int = Field(
@@ -38,6 +41,21 @@ class TicketerSettings(PartSettings):
     bus_max_deliveries: int = Field(
         default=5, ge=1, le=1000, description="Deliveries of a rule event whose handling keeps failing before it is dead-lettered"
     )
+    camera_offline_notice_s: float = Field(
+        default=120.0,
+        description="A camera offline this long raises one 'camera offline' notice (webhooks, MQTT, its grid leaders)",
+    )
+
+    @field_validator("camera_offline_notice_s")
+    @classmethod
+    def _offline_notice(cls, value: float) -> float:
+        # below ~10 s a worker's ordinary reconnect (and the health board's refresh) would be an outage
+        if not OFFLINE_NOTICE_MIN_S <= value <= OFFLINE_NOTICE_MAX_S:
+            raise ValueError(
+                f"GRIDPATROL_CAMERA_OFFLINE_NOTICE_S must be between {OFFLINE_NOTICE_MIN_S:.0f} and "
+                f"{OFFLINE_NOTICE_MAX_S:.0f} seconds (got {value:g})"
+            )
+        return value
 
 
 @dataclass(frozen=True)

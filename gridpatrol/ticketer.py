@@ -61,6 +61,8 @@ class TicketerStats:
     clips: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("linked", "unavailable", "removed", "expired"), 0))
     #: rows and files deleted by retention, per kind (gridpatrol/retention_job.py)
     retention: dict[str, int] = field(default_factory=dict)
+    #: camera-offline and back-online notices raised by this ticketer (gridpatrol/camera_watch.py)
+    camera_notices: dict[str, int] = field(default_factory=lambda: {"offline": 0, "online": 0})
     last_batch_at: float = field(default=0.0)
 
 
@@ -274,6 +276,12 @@ class TicketerCollector(Collector):
         for kind, n in sorted(self._ticketer.stats.retention.items()):
             retention.add_metric([kind], n)
         yield retention
+        outages = CounterMetricFamily(
+            "gridpatrol_camera_outages",
+            "Camera outages announced by this ticketer (offline past GRIDPATROL_CAMERA_OFFLINE_NOTICE_S)",
+        )
+        outages.add_metric([], self._ticketer.stats.camera_notices.get("offline", 0))
+        yield outages
 
 
 def run_webhooks(

@@ -24,9 +24,10 @@ from api.deps import (
 from api.schemas import CameraOut, CameraPage, CameraPatchIn, ErrorOut
 from models.bus.messages import CONFIG_CHANGES, ConfigChange
 from models.db.engine import lock_rows
-from models.db.tables import Camera, GridNode
+from models.db.tables import Camera, CameraOutage, GridNode
 from models.errors import BusError, Conflict, InvalidInput
 from models.grid.cameras import analysed_stream
+from models.grid.outages import ongoing
 from models.identity.audit import record_change
 
 router = APIRouter(prefix="/api", tags=["cameras"])
@@ -39,7 +40,7 @@ def _host(url: str) -> str | None:
         return None
 
 
-def camera_out(cam: Camera) -> CameraOut:
+def camera_out(cam: Camera, *, offline_since: datetime | None = None) -> CameraOut:
     return CameraOut(
         id=cam.id,
         name=cam.name,
@@ -55,6 +56,7 @@ def camera_out(cam: Camera) -> CameraOut:
         has_sub_stream=bool(cam.sub_url),
         analysis_stream=cam.analysis_stream or "auto",  # type: ignore[arg-type]
         analysed_stream=analysed_stream(cam.analysis_stream, has_sub=bool(cam.sub_url)),
+        offline_since=offline_since,
         updated_at=cam.updated_at,
     )
 
@@ -81,14 +83,17 @@ def list_cameras(
     rows = session.scalars(
         select(Camera).options(joinedload(Camera.grid)).where(*where).order_by(Camera.name, Camera.id).limit(limit).offset(offset)
     ).all()
-    return CameraPage(items=[camera_out(c) for c in rows], total=total, limit=limit, offset=offset)
+    outages = ongoing(session, [c.id for c in rows])
+    items = [camera_out(c, offline_since=outages[c.id].started_at if c.id in outages else None) for c in rows]
+    return CameraPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get(
     "/cameras/{camera_id}", response_model=CameraOut, responses={404: {"model": ErrorOut}}, openapi_extra=x_access("camera")
 )
-def get_camera(cam: VisibleCamera) -> CameraOut:
-    return camera_out(cam)
+def get_camera(cam: VisibleCamera, session: SessionDep) -> CameraOut:
+    outage = ongoing(session, [cam.id]).get(cam.id)
+    return camera_out(cam, offline_since=outage.started_at if outage else None)
 
 
 @router.patch(
@@ -135,7 +140,8 @@ def update_camera(
             bus.publish(CONFIG_CHANGES, [ConfigChange(kind="camera", camera_id=cam.id)])
         except BusError:
             pass  # workers also poll the cameras; they pick it up within seconds
-    return camera_out(cam)
+    outage = ongoing(session, [cam.id]).get(cam.id)
+    return camera_out(cam, offline_since=outage.started_at if outage else None)
 
 
 class CameraHealthOut(BaseModel):
@@ -188,3 +194,40 @@ def camera_health(cam: VisibleCamera, state: StateDep) -> CameraHealthOut:
     if not posted:
         return CameraHealthOut(camera_id=camera_id, state="unknown", reason="no worker has posted this camera's health")
     return CameraHealthOut.model_validate({**posted, "camera_id": camera_id})
+
+
+class CameraOutageOut(BaseModel):
+    """One outage of a camera (models/grid/outages.py): ongoing, or one its grid was told about."""
+
+    id: int
+    started_at: datetime = Field(description="When the ticketers first saw the camera offline")
+    state: str = Field(description="The worker's ingest state then; unknown when no worker reported the camera")
+    reason: str
+    offline_notice_at: datetime | None = Field(description="When the 摄像头离线 notice was raised (null: not yet)")
+    ended_at: datetime | None = Field(description="When it streamed again (or was disabled); null while ongoing")
+    online_notice_at: datetime | None = Field(description="When the 摄像头恢复在线 notice was raised")
+    duration_s: float | None = Field(description="ended_at − started_at; null while ongoing")
+
+
+@router.get(
+    "/cameras/{camera_id}/outages",
+    response_model=list[CameraOutageOut],
+    responses={404: {"model": ErrorOut}},
+    openapi_extra=x_access("camera"),
+)
+def camera_outages(
+    cam: VisibleCamera, session: SessionDep, limit: int = Query(default=50, ge=1, le=500)
+) -> list[CameraOutageOut]:
+    """The camera's outages, newest first: the ongoing one, and every earlier one that lasted past
+    GRIDPATROL_CAMERA_OFFLINE_NOTICE_S (shorter ones are not kept)."""
+    rows = session.scalars(
+        select(CameraOutage).where(CameraOutage.camera_id == cam.id).order_by(CameraOutage.id.desc()).limit(limit)
+    )
+    return [
+        CameraOutageOut(
+            id=o.id, started_at=o.started_at, state=o.state, reason=o.reason, offline_notice_at=o.offline_notice_at,
+            ended_at=o.ended_at, online_notice_at=o.online_notice_at,
+            duration_s=(o.ended_at - o.started_at).total_seconds() if o.ended_at else None,
+        )  # fmt: skip
+        for o in rows
+    ]

@@ -815,3 +815,26 @@ class EvidenceBlob(Base):
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CameraOutage(Base):
+    """A camera seen offline (its worker reports it not streaming, or no worker reports it): one row per
+    outage that lasted past ``GRIDPATROL_CAMERA_OFFLINE_NOTICE_S`` (shorter ones are deleted when they end).
+    ``ongoing_camera_id`` is the camera while the outage goes on and NULL once it ended: its uniqueness
+    keeps one ongoing outage per camera however many ticketers watch (models/grid/outages.py)."""
+
+    __tablename__ = "camera_outages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), index=True)
+    ongoing_camera_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    #: when a ticketer first saw the camera offline
+    started_at: Mapped[datetime] = mapped_column()
+    #: the worker's ingest state then (backoff, failed, connecting...), ``unknown`` when no worker reported it
+    state: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    #: when the "camera offline" notice was raised (NULL while still under the threshold)
+    offline_notice_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    #: when the "camera back online" notice was raised (NULL: ended by disabling the camera)
+    online_notice_at: Mapped[datetime | None] = mapped_column()

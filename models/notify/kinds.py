@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Kind = Literal["assigned", "escalated", "overdue", "reopened", "linkage", "daily_summary"]
+Kind = Literal["assigned", "escalated", "overdue", "reopened", "linkage", "daily_summary", "camera_offline"]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: the name of each kind on the settings page and in the messages
 KIND_NAMES: dict[str, str] = {
@@ -14,6 +14,7 @@ KIND_NAMES: dict[str, str] = {
     "reopened": "工单重新打开",
     "linkage": "联动请求（协办）",
     "daily_summary": "每日汇总",
+    "camera_offline": "摄像头离线与恢复在线",
     "test": "测试消息",
 }
 #: sent during quiet hours too unless the user turns that off: a late ticket must reach someone now

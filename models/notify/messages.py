@@ -28,6 +28,8 @@ HEADLINES = {
     "linkage": "联动请求（协办）",
     "daily_summary": "每日工单汇总",
     "test": "测试消息",
+    "camera.offline": "摄像头离线",
+    "camera.online": "摄像头恢复在线",
 }
 
 
@@ -66,6 +68,8 @@ def render(kind: str, payload: dict[str, Any], *, base_url: str, tz: ZoneInfo) -
     base = base_url.rstrip("/")
     if kind == "daily_summary":
         return _summary(payload, base=base)
+    if kind == "camera_offline":
+        return _camera(payload, base=base, tz=tz)
     if kind == "test":
         return Message(
             title=HEADLINES["test"],
@@ -97,3 +101,33 @@ def _summary(payload: dict[str, Any], *, base: str) -> Message:
         f"昨日新增：{payload.get('new', 0)} 件，昨日办结：{payload.get('closed', 0)} 件",
     )
     return Message(title=HEADLINES["daily_summary"], lines=lines, link=f"{base}/#/tickets")
+
+
+def duration_zh(seconds: float) -> str:
+    """A duration as the UI writes it: 45秒, 2分15秒, 1小时5分."""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}小时{minutes}分"
+    return f"{minutes}分{secs}秒" if minutes else f"{secs}秒"
+
+
+def _camera(payload: dict[str, Any], *, base: str, tz: ZoneInfo) -> Message:
+    """A camera went offline (``event`` camera.offline) or came back (camera.online): name, place, times."""
+    event = str(payload.get("event", "camera.offline"))
+    name = str(payload.get("camera") or f"#{payload.get('camera_id')}")
+    lines = [f"摄像头：{name}"]
+    if payload.get("place"):
+        lines.append(f"地点：{payload['place']}")
+    lines.append(f"离线时间：{local_time(payload.get('offline_since'), tz)}")
+    if event == "camera.online":
+        lines.append(f"恢复时间：{local_time(payload.get('at'), tz)}")
+        lines.append(f"离线时长：{duration_zh(float(payload.get('duration_s') or 0))}")
+    else:
+        lines.append(f"已离线：{duration_zh(float(payload.get('duration_s') or 0))}，请检查摄像头供电、网络或取流地址")
+    return Message(
+        title=f"{HEADLINES.get(event, event)}：{name}",
+        lines=tuple(lines),
+        link=f"{base}/#/live/{payload.get('camera_id')}",
+    )

@@ -242,6 +242,26 @@ def queue_for_notices(session: Session, notices: Sequence[TicketNotice]) -> int:
     return len(rows)
 
 
+def queue_camera_notice(session: Session, *, grid_id: int | None, facts: dict[str, Any], key: str, at: datetime) -> int:
+    """Tell the leaders of the camera's grid that it went offline or came back (``facts``: the message's
+    payload, ``key``: unique per outage and event, so a notice queued twice is sent once per channel)."""
+    leaders = _grid_leaders(session, grid_id)
+    channels = _channels_by_user(session, leaders)
+    added = 0
+    for user_id, chans in channels.items():
+        if "camera_offline" not in (preference_of(session, user_id).kinds or []):
+            continue
+        for c in chans:
+            try:
+                with session.begin_nested():
+                    session.add(NotifyDelivery(user_id=user_id, channel_id=c.id, kind="camera_offline", dedupe_key=key,
+                                               payload=facts, state="pending", next_attempt_at=at))  # fmt: skip
+                added += 1
+            except IntegrityError:
+                continue  # queued already (uq_notify_dedupe)
+    return added
+
+
 def queue_test(session: Session, user: User, *, channel_id: int | None, at: datetime) -> list[int]:
     """A test message to each of the user's enabled channels (or to one); sent at once, quiet hours or not."""
     query = select(NotifyChannel).where(NotifyChannel.user_id == user.id, NotifyChannel.enabled.is_(True))

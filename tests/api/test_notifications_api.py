@@ -72,7 +72,7 @@ def test_own_settings_round_trip_without_returning_secrets(
     got = r.json()
     assert got["version"] == 0 and got["channels"] == [] and got["quiet_start"] is None
     assert [k["kind"] for k in got["available_kinds"]] == got["kinds"]  # every kind by default
-    assert len(got["kinds"]) == 6
+    assert len(got["kinds"]) == 7 and "camera_offline" in got["kinds"]
 
     r = api.put("/api/me/notifications", headers=h, json=_body())
     assert r.status_code == 200, r.text

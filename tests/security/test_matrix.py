@@ -374,6 +374,7 @@ POLICY: dict[str, dict[str, Cell]] = {
     "GET /api/cameras/{camera_id}": SEE,
     "PATCH /api/cameras/{camera_id}": CONFIGURE,
     "GET /api/cameras/{camera_id}/health": SEE,
+    "GET /api/cameras/{camera_id}/outages": SEE,
     "GET /api/cameras/{camera_id}/zones": SEE,
     "PUT /api/cameras/{camera_id}/zones": CONFIGURE,
     "GET /api/cameras/{camera_id}/zones/versions": SEE,
