@@ -39,20 +39,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.bus.messages import RULE_EVENTS, RuleEvent  # noqa: E402
 from models.bus.redis_streams import RedisBus  # noqa: E402
-from tests.system.cluster import CAMERA_HOST, CAMERAS, System, running_system, wait_until  # noqa: E402
+from tests.system.cluster import (  # noqa: E402
+    CAMERA_HOST,
+    CAMERAS,
+    OFFLINE_NOTICE_S,
+    System,
+    running_system,
+    wait_until,
+)
 
 BOUND_S = 120.0  # how long any recovery may take before the run fails (a bound, not a goal)
 
 
 class StatusWatcher:
-    """The retained MQTT status of one camera, as an integration sees it."""
+    """The retained MQTT status of one camera and its offline/online notices, as an integration sees them."""
 
     def __init__(self, system: System, camera_id: int) -> None:
         assert system.mqtt is not None
         self.last: dict[str, Any] | None = None
+        self.notices: list[str] = []  # camera.offline / camera.online, in arrival order
         self._lock = threading.Lock()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:8]}")
-        topic = f"gridpatrol/cameras/{camera_id}/status"
+        topic = f"gridpatrol/cameras/{camera_id}/#"
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
         self.client.connect(system.mqtt.host, system.mqtt.port)
@@ -60,7 +68,14 @@ class StatusWatcher:
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         with self._lock:
-            self.last = json.loads(msg.payload)
+            if msg.topic.endswith("/events"):
+                self.notices.append(str(json.loads(msg.payload)["event"]))
+            else:
+                self.last = json.loads(msg.payload)
+
+    def noticed(self) -> list[str]:
+        with self._lock:
+            return list(self.notices)
 
     def online(self) -> bool | None:
         with self._lock:
@@ -209,6 +224,11 @@ def stop_camera(system: System) -> dict[str, float]:
         wait_until(lambda: api_state() != "streaming", timeout=BOUND_S, what="health shows the camera down")
         health_s = time.monotonic() - t0
         wait_until(lambda: watcher.online() is False, timeout=BOUND_S, what="the MQTT status says offline")
+        status_s = time.monotonic() - t0
+        # the notice to people comes once the outage outlasts GRIDPATROL_CAMERA_OFFLINE_NOTICE_S (10 s here)
+        wait_until(
+            lambda: watcher.noticed() == ["camera.offline"], timeout=BOUND_S, what="a camera.offline notice"
+        )
         notice_s = time.monotonic() - t0
         t1 = time.monotonic()
         host.start()
@@ -216,13 +236,21 @@ def stop_camera(system: System) -> dict[str, float]:
         back_s = time.monotonic() - t1
         wait_until(lambda: watcher.online() is True, timeout=BOUND_S, what="the MQTT status says online")
         online_s = time.monotonic() - t1
+        wait_until(
+            lambda: watcher.noticed() == ["camera.offline", "camera.online"],
+            timeout=BOUND_S,
+            what="one camera.online notice after the one camera.offline",
+        )
+        back_notice_s = time.monotonic() - t1
     finally:
         watcher.close()
     return {
         "health shows it down s": health_s,
-        "offline notice (MQTT) s": notice_s,
+        "MQTT status offline s": status_s,
+        f"camera.offline notice s (threshold {OFFLINE_NOTICE_S:g} s)": notice_s,
         "streaming after return s": back_s,
-        "online notice after return s": online_s,
+        "MQTT status online after return s": online_s,
+        "camera.online notice after return s": back_notice_s,
     }
 
 

@@ -51,6 +51,8 @@ CAMERAS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 #: the host that serves the last camera (stopped by the camera fault)
 CAMERA_HOST = "camera"
+#: a camera offline this long gets a camera.offline notice (the setting's smallest value)
+OFFLINE_NOTICE_S = 10.0
 
 
 def wait_until(cond: Callable[[], object], *, timeout: float, what: str, step: float = 0.25) -> float:
@@ -293,6 +295,7 @@ def running_system(workdir: Path, *, with_mqtt: bool = False, lease_ttl_s: float
             "GRIDPATROL_ANALYSIS_FPS": "2",
             "GRIDPATROL_LEASE_TTL_S": str(lease_ttl_s),
             "GRIDPATROL_TICKETER_STALE_MS": "3000",
+            "GRIDPATROL_CAMERA_OFFLINE_NOTICE_S": str(OFFLINE_NOTICE_S),
             **({"GRIDPATROL_MQTT_URL": mqtt.url, "GRIDPATROL_MQTT_STATUS_EVERY_S": "1"} if mqtt else {}),
         }
 
