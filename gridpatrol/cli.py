@@ -268,7 +268,11 @@ def worker_cmd(
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port")] = None,
     metrics_host: Annotated[str, typer.Option(help="Address of the metrics endpoint")] = "127.0.0.1",
     processes: Annotated[
-        int, typer.Option(help="Worker processes to run (one per core: decoding many cameras is GIL-bound)")
+        int,
+        typer.Option(
+            help="Worker processes to run (decoding many cameras is GIL-bound: one per core for onnx, "
+            "two per core for the classic detector)"
+        ),
     ] = 1,
 ) -> None:
     """Read cameras (claimed through leases), run the detectors and publish rule events."""
