@@ -1,8 +1,11 @@
 """Retention benchmark: one pass over a backlog (closed tickets older than every default, with occurrences
-and evidence files; access-log rows older than six months; expired refresh tokens), on PostgreSQL and
-SQLite, with one ticketer and with two at once; and the cost of a pass that finds nothing (the steady state).
+and evidence files; access-log rows older than six months; expired refresh tokens; webhook and
+notification deliveries sent or failed long ago, with a quarter still pending that stays; ended camera
+outages), on PostgreSQL and SQLite, with one ticketer and with two at once; and the cost of a pass that
+finds nothing (the steady state).
 
     .venv/bin/python bench/bench_retention.py [--tickets 2000] [--occurrences 5] [--access-log 50000]
+        [--deliveries 20000]
 
 Rows per second = rows and files deleted / wall time of the pass. ``max_rounds`` is raised so that one
 pass clears the whole backlog (the ticketer's default stops after 20 rounds of 500 per kind per pass).
@@ -23,7 +26,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import insert  # noqa: E402
 
 from models.db.engine import make_engine, make_session_factory, upgrade  # noqa: E402
-from models.db.tables import AccessLog, RefreshToken, Role, Ticket, TicketOccurrence, User  # noqa: E402
+from models.db.tables import (  # noqa: E402
+    AccessLog,
+    Camera,
+    CameraOutage,
+    NotifyChannel,
+    NotifyDelivery,
+    RefreshToken,
+    Role,
+    Ticket,
+    TicketOccurrence,
+    User,
+    WebhookDelivery,
+)
 from models.evidence.store import FileEvidenceStore  # noqa: E402
 from models.tickets.retention import RetentionSettings, run_retention  # noqa: E402
 from tests.support.databases import postgres_available, postgres_database  # noqa: E402
@@ -32,7 +47,30 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=800)
 
 
-def fill(url: str, store: FileEvidenceStore, *, tickets: int, occurrences: int, access_log: int) -> None:
+def deliveries_of(n: int) -> list[dict[str, object]]:
+    """``n`` outbox rows: half sent 40 days ago, a quarter failed 100 days ago (both past the defaults),
+    a quarter still pending (never deleted); ``state`` is the notification state, dropped for webhooks."""
+    rows: list[dict[str, object]] = []
+    for i in range(n):
+        state = ("sent", "sent", "failed", "pending")[i % 4]
+        at = NOW - timedelta(days={"sent": 40, "failed": 100, "pending": 400}[state])
+        rows.append(
+            {
+                "state": state,
+                "payload": {"i": i},
+                "attempts": 1,
+                "next_attempt_at": at,
+                "delivered_at": at if state == "sent" else None,
+                "last_error": "",
+                "created_at": at,
+            }
+        )
+    return rows
+
+
+def fill(
+    url: str, store: FileEvidenceStore, *, tickets: int, occurrences: int, access_log: int, deliveries: int
+) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(insert(User), [{"username": "bench", "password_hash": "x", "role": Role.operator.value}])
@@ -80,6 +118,36 @@ def fill(url: str, store: FileEvidenceStore, *, tickets: int, occurrences: int, 
                 for i in range(access_log // 10)
             ],
         )
+        if deliveries:
+            rows = deliveries_of(deliveries)
+            hooks = [{k: v for k, v in r.items() if k != "state"} for r in rows]
+            for hook, row in zip(hooks, rows, strict=True):
+                hook.update(event="opened", dead=row["state"] == "failed")
+            conn.execute(insert(WebhookDelivery), hooks)
+            conn.execute(
+                insert(NotifyChannel),
+                [{"user_id": user_id, "kind": "webhook", "address": "", "enabled": True}],
+            )
+            channel_id = conn.execute(NotifyChannel.__table__.select()).first().id  # type: ignore[union-attr]
+            conn.execute(
+                insert(NotifyDelivery),
+                [{**r, "user_id": user_id, "channel_id": channel_id, "kind": "ticket_opened"} for r in rows],
+            )
+            conn.execute(insert(Camera), [{"name": "bench", "url": "rtsp://127.0.0.1/x"}])
+            camera_id = conn.execute(Camera.__table__.select()).first().id  # type: ignore[union-attr]
+            conn.execute(
+                insert(CameraOutage),
+                [
+                    {
+                        "camera_id": camera_id,
+                        "started_at": OLD,
+                        "ended_at": OLD,
+                        "state": "backoff",
+                        "reason": "",
+                    }
+                    for _ in range(deliveries // 10)
+                ],
+            )
     engine.dispose()
 
 
@@ -109,6 +177,7 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=2000)
     parser.add_argument("--occurrences", type=int, default=5)
     parser.add_argument("--access-log", type=int, default=50_000)
+    parser.add_argument("--deliveries", type=int, default=20_000, help="webhook and notification rows each")
     args = parser.parse_args()
     kinds = ["sqlite"] + (["postgresql"] if postgres_available() else [])
     print("| database | ticketers | rows+files deleted | pass s | per s | empty pass ms |")
@@ -133,6 +202,7 @@ def main() -> None:
                         tickets=args.tickets,
                         occurrences=args.occurrences,
                         access_log=args.access_log,
+                        deliveries=args.deliveries,
                     )
                     wall, deleted = one_pass(url, store, ticketers)
                     empty, _ = one_pass(url, store, 1)

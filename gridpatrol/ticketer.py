@@ -270,7 +270,8 @@ class TicketerCollector(Collector):
         yield clips
         retention = CounterMetricFamily(
             "gridpatrol_retention_deleted",
-            "Rows and files deleted by retention (evidence images, occurrences, clips, access log, refresh tokens)",
+            "Rows and files deleted by retention (evidence, occurrences, clips, access log, refresh tokens, "
+            "outbox deliveries, camera outages)",
             labels=["kind"],
         )
         for kind, n in sorted(self._ticketer.stats.retention.items()):

@@ -1,4 +1,5 @@
-"""Retention: old evidence images, occurrences, access-log rows and expired refresh tokens are deleted.
+"""Retention: old evidence images, occurrences, access-log rows, expired refresh tokens, delivered or
+failed outbox rows (webhooks, notifications) and ended camera outages are deleted.
 
 Only what no live ticket needs goes: evidence and occurrences of tickets **closed** longer ago than the
 configured days (a reopened ticket is live again and keeps everything), and an image is kept while any
@@ -8,6 +9,13 @@ on PostgreSQL, the write lock on SQLite), so two ticketers running retention at 
 delete each row once; files are deleted after the commit, by the ticketer whose commit removed their
 keys. Event clips of closed tickets have their own, shorter sweep (``models.tickets.clips``); the clip of
 an occurrence deleted here is deleted with it.
+
+Outbox rows go by their state: sent rows after ``retention_deliveries_days`` from their delivery, failed
+ones (webhook dead letters, notifications that gave up) only after the longer
+``retention_failed_deliveries_days`` from their last attempt, so that an admin can still see and resend
+them; pending (or held) rows never. Camera outages go a while after they ended, an ongoing one never.
+These rows are locked like the tickets (``FOR UPDATE SKIP LOCKED``) and deleted by id with their
+condition checked again, so a row resent in between stays and each row is counted once.
 """
 
 from __future__ import annotations
@@ -17,22 +25,42 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import Field, model_validator
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.engine import transaction
-from models.db.tables import AccessLog, RefreshToken, Ticket, TicketOccurrence, TicketState, TicketTransition
+from models.db.tables import (
+    AccessLog,
+    CameraOutage,
+    NotifyDelivery,
+    RefreshToken,
+    Ticket,
+    TicketOccurrence,
+    TicketState,
+    TicketTransition,
+    WebhookDelivery,
+)
 from models.errors import ConfigError
 from models.settings import PartSettings
 
 #: the legal minimum for network access logs: six months (《网络安全法》 第二十一条)
 ACCESS_LOG_MIN_DAYS = 180
 #: the counted kinds (``gridpatrol_retention_deleted_total{kind=...}``)
-KINDS = ("evidence", "occurrences", "clips", "access_log", "refresh_tokens")
+KINDS = (
+    "evidence",
+    "occurrences",
+    "clips",
+    "access_log",
+    "refresh_tokens",
+    "webhook_deliveries",
+    "notify_deliveries",
+    "camera_outages",
+)
 
 
 class RetentionSettings(PartSettings):
-    """How long closed tickets' material, access-log rows and expired refresh tokens are kept; 0 keeps forever."""
+    """How long closed tickets' material, access-log rows, expired refresh tokens, outbox rows and ended
+    camera outages are kept; 0 keeps forever."""
 
     retention_evidence_days: int = Field(
         default=365,
@@ -52,6 +80,22 @@ class RetentionSettings(PartSettings):
     retention_refresh_tokens_days: int = Field(
         default=7, ge=0, description="Refresh tokens expired longer ago than this are deleted"
     )
+    retention_deliveries_days: int = Field(
+        default=30,
+        ge=0,
+        description="Webhook and notification deliveries sent longer ago than this are deleted; 0 = keep",
+    )
+    retention_failed_deliveries_days: int = Field(
+        default=90,
+        ge=0,
+        description="Failed webhook and notification deliveries (dead letters, given up) whose last attempt"
+        " is older than this are deleted; at least the sent rows' days, so an admin can still resend them; 0 = keep",
+    )
+    retention_outages_days: int = Field(
+        default=365,
+        ge=0,
+        description="Camera outages that ended longer ago than this are deleted (ongoing ones never); 0 = keep",
+    )
     retention_every_s: float = Field(
         default=3600.0, gt=0, description="How often the ticketer runs retention"
     )
@@ -66,6 +110,13 @@ class RetentionSettings(PartSettings):
             raise ConfigError(
                 f"GRIDPATROL_RETENTION_ACCESS_LOG_DAYS={days} is below the legal minimum of {ACCESS_LOG_MIN_DAYS} days "
                 "(network logs are kept at least six months); use 180 or more, or 0 to keep them forever"
+            )
+        sent, failed = self.retention_deliveries_days, self.retention_failed_deliveries_days
+        if sent and 0 < failed < sent:
+            raise ConfigError(
+                f"GRIDPATROL_RETENTION_FAILED_DELIVERIES_DAYS={failed} is shorter than "
+                f"GRIDPATROL_RETENTION_DELIVERIES_DAYS={sent}: failed deliveries are kept at least as long as sent "
+                "ones, so that an admin can still see and resend them; raise it, or use 0 to keep them forever"
             )
         return self
 
@@ -207,6 +258,90 @@ def expire_refresh_tokens(session: Session, *, cutoff: datetime, limit: int) -> 
     return _rowcount(result)
 
 
+def _delete_where(
+    session: Session,
+    model: type[WebhookDelivery | NotifyDelivery | CameraOutage],
+    *where: ColumnElement[bool],
+    limit: int,
+) -> int:
+    """Delete up to ``limit`` rows of ``model`` matching ``where``, oldest ids first; rows another ticketer
+    holds are skipped, and the condition is checked again in the DELETE (a row resent meanwhile stays)."""
+    id_col = model.id
+    ids = list(
+        session.scalars(
+            select(id_col).where(*where).order_by(id_col).limit(limit).with_for_update(skip_locked=True)
+        )
+    )
+    if not ids:
+        return 0
+    result = session.execute(
+        delete(model).where(id_col.in_(ids), *where).execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+def expire_webhook_deliveries(
+    session: Session, *, sent_cutoff: datetime | None, failed_cutoff: datetime | None, limit: int
+) -> int:
+    """Webhook rows delivered before ``sent_cutoff`` and dead letters whose last attempt (their
+    ``next_attempt_at``, the end of its lease) is before ``failed_cutoff``; None keeps that state."""
+    done = 0
+    if sent_cutoff is not None:
+        done += _delete_where(
+            session,
+            WebhookDelivery,
+            WebhookDelivery.delivered_at.is_not(None),
+            WebhookDelivery.delivered_at < sent_cutoff,
+            limit=limit,
+        )
+    if failed_cutoff is not None and done < limit:
+        done += _delete_where(
+            session,
+            WebhookDelivery,
+            WebhookDelivery.delivered_at.is_(None),
+            WebhookDelivery.dead.is_(True),
+            WebhookDelivery.next_attempt_at < failed_cutoff,
+            limit=limit - done,
+        )
+    return done
+
+
+def expire_notify_deliveries(
+    session: Session, *, sent_cutoff: datetime | None, failed_cutoff: datetime | None, limit: int
+) -> int:
+    """Notification rows ``sent`` before ``sent_cutoff`` and ``failed`` ones whose last attempt (or the
+    moment they were due, for a disabled channel) is before ``failed_cutoff``; pending and held rows stay."""
+    done = 0
+    if sent_cutoff is not None:
+        done += _delete_where(
+            session,
+            NotifyDelivery,
+            NotifyDelivery.state == "sent",
+            NotifyDelivery.delivered_at < sent_cutoff,
+            limit=limit,
+        )
+    if failed_cutoff is not None and done < limit:
+        done += _delete_where(
+            session,
+            NotifyDelivery,
+            NotifyDelivery.state == "failed",
+            NotifyDelivery.next_attempt_at < failed_cutoff,
+            limit=limit - done,
+        )
+    return done
+
+
+def expire_camera_outages(session: Session, *, cutoff: datetime, limit: int) -> int:
+    """Camera outages that ended before ``cutoff``; an ongoing outage has no ``ended_at`` and stays."""
+    return _delete_where(
+        session,
+        CameraOutage,
+        CameraOutage.ended_at.is_not(None),
+        CameraOutage.ended_at < cutoff,
+        limit=limit,
+    )
+
+
 def run_retention(
     factory: sessionmaker[Session],
     settings: RetentionSettings,
@@ -219,6 +354,9 @@ def run_retention(
     each, the rest waits for the next pass); files are deleted after their rows' commit."""
     total = RetentionResult()
     batch = settings.retention_batch
+    sent_days, failed_days = settings.retention_deliveries_days, settings.retention_failed_deliveries_days
+    sent_cutoff = now - timedelta(days=sent_days) if sent_days else None
+    failed_cutoff = now - timedelta(days=failed_days) if failed_days else None
 
     def rounds(step: Callable[[Session], RetentionResult]) -> None:
         for _ in range(max_rounds):
@@ -234,6 +372,14 @@ def run_retention(
         def step(session: Session) -> RetentionResult:
             out = RetentionResult()
             out.deleted[kind] = fn(session, cutoff=cutoff, limit=batch)
+            return out
+
+        return step
+
+    def outbox(kind: str, fn: Callable[..., int]) -> Callable[[Session], RetentionResult]:
+        def step(session: Session) -> RetentionResult:
+            out = RetentionResult()
+            out.deleted[kind] = fn(session, sent_cutoff=sent_cutoff, failed_cutoff=failed_cutoff, limit=batch)
             return out
 
         return step
@@ -255,4 +401,13 @@ def run_retention(
             now - timedelta(days=settings.retention_refresh_tokens_days),
         )
     )
+    if sent_cutoff is not None or failed_cutoff is not None:
+        rounds(outbox("webhook_deliveries", expire_webhook_deliveries))
+        rounds(outbox("notify_deliveries", expire_notify_deliveries))
+    if settings.retention_outages_days:
+        rounds(
+            counted(
+                "camera_outages", expire_camera_outages, now - timedelta(days=settings.retention_outages_days)
+            )
+        )
     return total
