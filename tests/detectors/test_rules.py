@@ -116,6 +116,21 @@ def test_people_standing_in_the_lane_are_not_objects_left() -> None:
     assert kinds(run(counted, lambda t: dets([PERSON]), seconds=10)) == [("started", 5.0)]
 
 
+def test_walker_crossing_where_an_object_stood_is_not_a_second_object() -> None:
+    # Night scene of the quality suite: the van's static blob stands 5-40 s and is taken away; at 50 s
+    # a walker (0.5, weaker than the blob's 0.9) crosses where it stood, overlapping its last box.
+    def scene(t: float) -> Detections:
+        if 5 <= t < 40:
+            return dets([(400, 500, 500, 640, "static_object")])
+        if 50 <= t < 53:
+            x = 390 + 40 * (t - 50)
+            return dets([(x, 460, x + 80, 630, "person")], score=0.5)
+        return dets([])
+
+    events = run(spec("fire_lane", dwell_s=10, clear_s=8), scene, seconds=60)
+    assert kinds(events) == [("started", 15.0), ("ended", 47.5)]
+
+
 def test_flapping_detection_is_one_episode() -> None:
     # The detector misses the parked car on every third frame, and it is hidden for 2 s once.
     def scene(t: float) -> Detections:
