@@ -9,7 +9,8 @@ been so for ``static_s`` it is *latched*: the slow model stops learning under it
 fades into the background however long it stays, until the pixels match the background again (the
 object left). A blob whose outline is an edge in the background but not in the frame is a ghost
 (something that stood in the first frames, or a parked van that left) and is learnt into the
-background at once; the outline, not the inside, decides, because a plain object (a table top) on a
+background once it has looked so for ``ghost_s`` (a pool of headlight flattens a stall's outline for a
+frame); the outline, not the inside, decides, because a plain object (a table top) on a
 textured road has less structure inside than the road it hides and is still real.
 A blob reports how long its pixels have stood still (the median of their accumulated still time, a
 lower bound: time under passers-by is not counted) in ``data["static_s"]``, so the tracker's
@@ -22,8 +23,9 @@ change while it is foreground (``restless_tau_s``; the frame it turns foreground
 object's arrival is not). A blob whose mean rate exceeds ``restless_max`` is reported with
 ``data["still_reset"]``: its standing clock restarts (on vtest.avi two people talking by a sign score
 0.10-0.19, a drawn stall with walkers crossing in front of it at most 0.08). Changes caused by someone
-walking past in front (a moving region lying largely outside what stands, and where it just was) and
-changes a smooth change of light explains (headlights, a shadow passing) are not counted.
+walking past in front (a moving region lying largely outside what stands, and where it just was; then,
+for up to ``pass_s``, the region that moved on from there, though it lies wholly in front of a pile)
+and changes a smooth change of light explains (headlights, a shadow passing) are not counted.
 
 What the weather and the camera do is not an object:
 - a shaking camera (a pole in the wind): each frame is shifted back onto the slow model by the
@@ -33,7 +35,9 @@ What the weather and the camera do is not an object:
 - shadows: a pixel darker than the background by a ratio in ``shadow_ratio`` with the same hue and
   texture is background in shade; the other way round (the background was learnt in a shadow that
   moved on) where the background has texture to compare; and a static blob made mostly
-  (``relit_max``) of background under other light is learnt away like a ghost.
+  (``relit_max``) of background under other light, or whose difference from the background fades in
+  across its outline instead of stepping (headlights the background learnt while warming up), is
+  learnt away like a ghost.
 Measured on the quality suite (``bench/bench_quality.py``).
 """
 
@@ -52,6 +56,10 @@ from detectors.detections import Detections
 
 logger = logging.getLogger(__name__)
 STATIC_CLASS = "static_object"
+#: share of a moving region inside boxes where a person was seen walking that makes it a passer-by
+SEEN_SHARE = 0.2
+#: work pixels a region followed across the front of a standing object must move between two detects
+WALK_STEP_PX = 5.0
 
 
 
@@ -101,6 +109,20 @@ class ClassicConfig(BackendConfigBase):
     relit_max: float = Field(
         0.8, gt=0, le=1.01, description="A static blob this much made of relit background is learnt away."
     )
+    ghost_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="Seconds a static blob must look like a ghost before it is learnt away (a pool of "
+        "headlight on an object flattens its outline for a frame or two).",
+    )
+    pass_s: float = Field(
+        4.0,
+        ge=0,
+        le=60,
+        description="Longest time a walker is followed across the front of a standing object after entering "
+        "it (at 45 px/s, a pile of goods 110 px wide takes 3.5 s); what moves there is not fidgeting.",
+    )
     restless_max: float = Field(
         0.095,
         ge=0,
@@ -127,7 +149,9 @@ class _SceneModel:
         self.prev_fg = np.zeros(shape, bool)
         self.change = np.zeros(shape, np.float32)  # recent rate of change while foreground (0..1)
         self.prev_passing = np.zeros(shape, bool)
+        self.passing_since = np.full(shape, np.inf, np.float32)  # since when something passes there
         self.relit = np.zeros(shape, bool)  # the background under other light (this frame)
+        self.ghostly = np.zeros(shape, np.float32)  # seconds each latched pixel's blob has looked a ghost
         self.window = cv2.createHanningWindow((shape[1], shape[0]), cv2.CV_32F)
 
 
@@ -139,14 +163,22 @@ class ClassicDetector(Detector):
         self._models: dict[str, _SceneModel] = {}
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self._kernel3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+        # how far a walker gets between two detects (45 px/s at 768 px, 2 fps: 9 work pixels)
+        self._step_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))
 
     def forget(self, stream: str) -> None:
         self._models.pop(stream, None)
 
-    def detect_batch(self, frames: Sequence[FrameInput]) -> list[Detections]:
-        return [self._detect_one(f) for f in frames]
+    def detect_batch(
+        self, frames: Sequence[FrameInput], *, passers_xyxy: Sequence[np.ndarray] | None = None
+    ) -> list[Detections]:
+        """``passers_xyxy``: per frame, boxes (frame pixels) where another detector saw someone walking
+        by (the onnx backend's moving people): what moves there is a passer-by, not fidgeting."""
+        if passers_xyxy is None:
+            return [self._detect_one(f) for f in frames]
+        return [self._detect_one(f, p) for f, p in zip(frames, passers_xyxy, strict=True)]
 
-    def _detect_one(self, item: FrameInput) -> Detections:
+    def _detect_one(self, item: FrameInput, passers_xyxy: np.ndarray | None = None) -> Detections:
         cfg = self.config
         h0, w0 = item.frame_bgr.shape[:2]
         ww = min(cfg.work_width, w0)
@@ -193,7 +225,10 @@ class ClassicDetector(Detector):
         # a stall does not. The frame where a pixel turns foreground (arrival) is not counted.
         # Someone walking past in front of a standing object changes its pixels too: not counted, where
         # it is nor where it just was.
-        passing = self._passing(fast_fg, model.latched)
+        passing = self._passing(fast_fg, model.latched, _box_mask(passers_xyxy, fast_fg.shape, ww / w0))
+        carried, since = self._carried(fast_fg, model.passing_since, item.t)
+        model.passing_since = np.where(passing, item.t, np.where(carried, since, np.inf)).astype(np.float32)
+        passing |= carried
         changed = self._changed(img, model.prev) & differs & model.prev_fg & ~passing & ~model.prev_passing
         model.prev_passing = passing
         a_change = 1.0 - np.exp(-dt / cfg.restless_tau_s) if dt else 0.0
@@ -213,12 +248,13 @@ class ClassicDetector(Detector):
         released = model.latched & (model.clear >= cfg.release_s)
         model.latched &= ~released
         model.clear[released] = 0.0
+        model.ghostly[~model.latched] = 0.0
 
         stayed = slow_fg & (item.t - model.fg_since >= cfg.occupancy_s)
         occupancy = (stayed | model.latched).astype(np.uint8)
         if not warm:
             return self._empty_with(np.zeros_like(occupancy))
-        blobs = self._blobs(model, img_c, min_px=cfg.min_area * ww * wh, t=item.t)
+        blobs = self._blobs(model, img_c, min_px=cfg.min_area * ww * wh, t=item.t, dt=dt)
         scale = w0 / ww
         if not blobs:
             return self._empty_with(occupancy)
@@ -276,10 +312,11 @@ class ClassicDetector(Detector):
         relit = same & (alpha >= low) & (alpha <= 1.0 / low)
         return (shadow | lit) & same, relit
 
-    def _passing(self, moving: np.ndarray, latched: np.ndarray) -> np.ndarray:
+    def _passing(self, moving: np.ndarray, latched: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
         """Moving pixels that belong to something passing by: a moving region lying largely outside
         what stands (a walker in front of a large object sticks out above and below it; a person
-        fidgeting moves inside the blob the group has become)."""
+        fidgeting moves inside the blob the group has become), or one that ``seen`` (where a person
+        was seen walking) touches: a walker in front of a pile of goods lies wholly inside it."""
         n, labels = cv2.connectedComponents(moving.astype(np.uint8), connectivity=8)
         if n <= 1:
             return np.zeros(moving.shape, bool)
@@ -288,8 +325,45 @@ class ClassicDetector(Detector):
         counts = np.bincount(flat, minlength=n)
         outside = np.bincount(flat, weights=(~standing).ravel().astype(np.float64), minlength=n)
         passing = outside > 0.3 * counts
+        if seen is not None:
+            inside = np.bincount(flat, weights=seen.ravel().astype(np.float64), minlength=n)
+            passing |= inside > SEEN_SHARE * counts
         passing[0] = False
         return passing[labels]
+
+    def _carried(
+        self, moving: np.ndarray, passing_since: np.ndarray, t: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Moving regions that lie mostly where something was passing by in the previous frame (a
+        walker who entered the front of a pile of goods and now lies wholly inside it), for at most
+        ``pass_s`` since it was seen entering (people fidgeting where a walker once brushed them are
+        not carried for ever); and since when each pixel's passer-by has been passing."""
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(moving.astype(np.uint8), connectivity=8)
+        if n <= 1 or not np.isfinite(passing_since).any():
+            return np.zeros(moving.shape, bool), np.full(moving.shape, np.inf, np.float32)
+        near_since = cv2.erode(np.minimum(passing_since, 1e9), self._step_kernel)  # earliest close by
+        near = np.bincount(labels.ravel(), weights=(near_since < 1e9).ravel().astype(np.float64), minlength=n)
+        carried = np.zeros(n, bool)
+        since = np.full(n, np.inf)
+        was = np.isfinite(passing_since)
+        r = self._step_kernel.shape[0] // 2
+        H, W = moving.shape
+        for i in np.nonzero(near > 0.5 * stats[:, cv2.CC_STAT_AREA])[0]:
+            if i == 0:
+                continue
+            x, y, w, h = (int(v) for v in stats[i, :4])
+            x0, y0, x1, y1 = max(x - r, 0), max(y - r, 0), min(x + w + r, W), min(y + h + r, H)
+            region = labels[y0:y1, x0:x1] == i
+            since[i] = float(near_since[y0:y1, x0:x1][region].min())
+            if t - since[i] > self.config.pass_s:
+                continue
+            # a walker moves on, people fidgeting stay where they were (their heads and arms move
+            # the region's centre by 2-4 px: at 2 px the people talking by the sign were carried)
+            before = was[y0:y1, x0:x1] & (cv2.dilate(region.astype(np.uint8), self._step_kernel) > 0)
+            ys, xs = np.nonzero(region)
+            ys0, xs0 = np.nonzero(before)
+            carried[i] = np.hypot(xs.mean() - xs0.mean(), ys.mean() - ys0.mean()) >= WALK_STEP_PX
+        return carried[labels], since[labels].astype(np.float32)
 
     def _changed(self, img: np.ndarray, prev: np.ndarray) -> np.ndarray:
         """Pixels whose colour changed since the previous frame beyond what a smooth change of light
@@ -302,16 +376,36 @@ class ClassicDetector(Detector):
         relit = np.where((np.abs(ratio - 1.0) > 0.1)[..., None], prev * ratio[..., None], prev)
         return exceeds(img, relit, self.config.threshold)
 
+    def _in_background_light(self, gray: np.ndarray, gray_bg: np.ndarray, standing: np.ndarray) -> np.ndarray:
+        """``gray`` brought to the background's light for the ghost test: divided by the light ratio (frame
+        over background) around each pixel, measured where nothing stands and the ratio could be light.
+        A soft shadow drifting over a pile of goods dims its outline with its surroundings; unmatched,
+        the pile looked like a ghost and was learnt away (moving shadows, road: reported twice before).
+        Where the light is within 10 % of the background's, ``gray`` itself."""
+        low, high = self.config.shadow_ratio
+        low = low if low < high else 0.5
+        ratio = (gray.astype(np.float32) + 8.0) / (gray_bg.astype(np.float32) + 8.0)
+        free = ((standing == 0) & (ratio >= low) & (ratio <= 1.0 / low)).astype(np.float32)
+        sigma = self.config.light_sigma_px
+        weight = cv2.GaussianBlur(free, (0, 0), sigma)
+        light = cv2.GaussianBlur(ratio * free, (0, 0), sigma) / np.maximum(weight, 1e-3)
+        other = (np.abs(light - 1.0) > 0.1) & (weight > 0.05)
+        if not other.any():
+            return gray
+        out = gray.astype(np.float32)
+        out[other] /= light[other]
+        return out
+
     def _empty_with(self, occupancy: np.ndarray) -> Detections:
         dets = Detections.empty(self.class_names)
         dets.metadata["occupancy_mask"] = occupancy
         return dets
 
     def _blobs(
-        self, model: _SceneModel, img: np.ndarray, *, min_px: float, t: float
+        self, model: _SceneModel, img: np.ndarray, *, min_px: float, t: float, dt: float
     ) -> list[tuple[list[float], float, float, float]]:
         """Boxes (work pixels), confidences, standing times and restlessness of latched blobs; ghosts are
-        learnt away."""
+        learnt away once they have looked so for ``ghost_s`` (until then they are not reported)."""
         mask = cv2.morphologyEx(model.latched.astype(np.uint8), cv2.MORPH_CLOSE, self._kernel)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -319,6 +413,8 @@ class ClassicDetector(Detector):
             return []
         gray_now = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_BGR2GRAY)
         gray_bg = cv2.cvtColor(model.slow.astype(np.uint8), cv2.COLOR_BGR2GRAY)
+        gray_now = self._in_background_light(gray_now, gray_bg, mask)
+        diff = (img - model.slow).mean(axis=2)
         out: list[tuple[list[float], float, float, float]] = []
         H, W = mask.shape
         for i in range(1, n):
@@ -328,20 +424,30 @@ class ClassicDetector(Detector):
             x0, y0, x1, y1 = max(x - 2, 0), max(y - 2, 0), min(x + w + 2, W), min(y + h + 2, H)
             region = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
             outline = cv2.morphologyEx(region, cv2.MORPH_GRADIENT, self._kernel3) > 0
+            blob = labels == i
             if _edge_energy(gray_bg[y0:y1, x0:x1], outline) > 1.3 * _edge_energy(
                 gray_now[y0:y1, x0:x1], outline
             ):
-                blob = labels == i
+                # Headlights sweeping over a stall flatten its outline for a frame: one frame is no
+                # proof, and a stall learnt away in pieces leaves its edges in the background, which
+                # makes the rest of it look like a ghost too (road under headlights: recall 0 before).
+                model.ghostly[blob] += dt
+                if float(model.ghostly[blob].max()) < self.config.ghost_s:  # a ghost grows
+                    continue
                 model.slow[blob] = img[blob]
                 model.latched[blob] = False
                 model.age[blob] = 0.0
                 model.fg_since[blob] = t
                 continue
+            model.ghostly[blob] = 0.0
             fill = area / float(w * h)
-            blob = labels == i
-            if float(model.relit[blob].mean()) >= self.config.relit_max:
+            step = _outline_step(diff[y0:y1, x0:x1], outline)
+            if float(model.relit[blob].mean()) >= self.config.relit_max or step < self.config.threshold:
                 # the background under other light (a shadow learnt while warming up has moved on):
-                # the same hue and texture over nearly all of it; learnt at once, like a ghost
+                # the same hue and texture over nearly all of it; or a difference that fades in
+                # smoothly across the outline, where a thing's outline is a step of at least
+                # ``threshold`` (headlights learnt while warming up, gone: two people more in the
+                # square before); learnt at once, like a ghost
                 model.slow[blob] = img[blob]
                 model.latched[blob] = False
                 model.age[blob] = 0.0
@@ -353,6 +459,24 @@ class ClassicDetector(Detector):
             standing = float(np.median(model.age[blob]))
             out.append(([x, y, x + w, y + h], float(min(0.95, 0.5 + 0.5 * fill)), standing, restless))
         return out
+
+
+def _box_mask(xyxy: np.ndarray | None, shape: tuple[int, ...], scale: float) -> np.ndarray | None:
+    """The pixels of a work image of ``shape`` inside boxes given in frame pixels (``scale``: work/frame)."""
+    if xyxy is None:
+        return None
+    mask = np.zeros(shape[:2], bool)
+    for x1, y1, x2, y2 in np.asarray(xyxy, np.float64).reshape(-1, 4) * scale:
+        mask[max(int(y1), 0) : int(np.ceil(y2)), max(int(x1), 0) : int(np.ceil(x2))] = True
+    return mask
+
+
+def _outline_step(diff: np.ndarray, outline: np.ndarray) -> float:
+    """Median gradient magnitude of the difference from the background over the pixels of ``outline``
+    (Sobel: a step of ``d`` reads about ``2d`` after the frames' blur)."""
+    gx = cv2.Sobel(diff, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(diff, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.median((np.abs(gx) + np.abs(gy))[outline])) if outline.any() else 0.0
 
 
 def _edge_energy(gray: np.ndarray, region: np.ndarray) -> float:
