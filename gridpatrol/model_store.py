@@ -112,10 +112,8 @@ def _crop(frame: np.ndarray, rng: random.Random) -> np.ndarray:
 def calibration_blobs(clips: Sequence[Path], *, input_size: int, frames: int, seed: int = 0) -> list[np.ndarray]:
     """Up to ``frames`` frames drawn evenly at random from the clips (one a second), letterboxed to
     ``input_size`` as the onnx backend does. Each also gives a crop of a third to a half of its sides,
-    as the backend's closer look at crowd zones feeds the model enlarged people, and an infrared-like
-    copy (grey, low contrast, sensor noise), as cameras send at night (a clip recorded by day has none):
-    the backend prepares such pictures before the model (``night_picture``), so the copy is calibrated
-    as prepared, which is what the model sees at night."""
+    as the backend's closer look at crowd zones feeds the model enlarged people, and a grey copy, as
+    cameras send at night in infrared mode (a clip recorded by day has none)."""
     import cv2
 
     from detectors.backends.onnx import letterbox
@@ -141,19 +139,8 @@ def calibration_blobs(clips: Sequence[Path], *, input_size: int, frames: int, se
                 kept[slot] = frame
     if not kept:
         raise StreamError(f"no decodable frames in {', '.join(str(c) for c in clips)}")
-    noise = np.random.default_rng(seed)
-    grey = [infrared_copy(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), noise) for f in kept]
+    grey = [cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR) for f in kept]
     return [letterbox(f, input_size)[0] for f in [*kept, *(_crop(f, rng) for f in kept), *grey]]
-
-
-def infrared_copy(grey: np.ndarray, noise: np.random.Generator) -> np.ndarray:
-    """A day picture as an infrared night camera would send it: grey, contrast at 45 % around its mean,
-    sensor noise of 9 grey levels (BGR, for ``letterbox``)."""
-    import cv2
-
-    g = grey.astype(np.float32)
-    night = (g - g.mean()) * 0.45 + g.mean() + noise.normal(0.0, 9.0, g.shape).astype(np.float32)
-    return cv2.cvtColor(np.clip(night, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
 
 
 def quantize_model(
