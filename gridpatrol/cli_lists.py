@@ -16,7 +16,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridpatrol.cli_common import fail, load_settings, open_db_for_reading
-from models.db.tables import Assignment, Camera, GridKind, GridNode, Role, Ticket, TicketState, User, utcnow
+from models.db.tables import (
+    Assignment,
+    Camera,
+    CameraOutage,
+    GridKind,
+    GridNode,
+    Role,
+    Ticket,
+    TicketState,
+    User,
+    utcnow,
+)
 from models.errors import GridPatrolError
 from models.grid.cameras import analysed_stream
 from models.identity.users import parse_role
@@ -171,6 +182,64 @@ def register_list_commands(
             for c in items
         ]  # fmt: skip
         emit(as_json, {"cameras": items}, table(["NAME", "ID", "GRID", "HOST", "ANALYSED", "ENABLED"], rows), f"{len(items)} camera(s)")
+
+    @cameras_app.command("outages")
+    def cameras_outages(
+        camera: Annotated[int | None, typer.Option(help="Only this camera (id)")] = None,
+        grid: Annotated[str | None, typer.Option(help="Only cameras in this grid node or below it (code)")] = None,
+        ongoing_only: Annotated[bool, typer.Option("--ongoing", help="Only cameras offline now")] = False,
+        limit: Annotated[int, typer.Option(min=1, help="Most outages listed, newest first")] = 50,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
+    ) -> None:
+        """List camera outages (摄像头离线), newest first: camera, grid, offline since and until (in
+        GRIDPATROL_TIMEZONE), how long, and whether the grid was told. An outage shorter than
+        GRIDPATROL_CAMERA_OFFLINE_NOTICE_S is not kept once it ends."""
+        settings = load_settings()
+        tz = settings.worker.tz
+        with open_db_for_reading(settings)() as session:
+            query = (
+                select(CameraOutage, Camera, GridNode)
+                .join(Camera, Camera.id == CameraOutage.camera_id)
+                .outerjoin(GridNode, GridNode.id == Camera.grid_id)
+                .order_by(CameraOutage.started_at.desc(), CameraOutage.id.desc())
+                .limit(limit)
+            )
+            if camera is not None:
+                query = query.where(CameraOutage.camera_id == camera)
+            if grid is not None:
+                node = grid_by_code(session, grid)
+                query = query.where(GridNode.path.startswith(node.path))
+            if ongoing_only:
+                query = query.where(CameraOutage.ended_at.is_(None))
+            found = session.execute(query).all()
+        now = utcnow()
+        local = lambda at: at.astimezone(tz).strftime(LOCAL_TIME) if at else None  # noqa: E731
+        items: list[dict[str, Any]] = [
+            {
+                "id": o.id, "camera_id": cam.id, "camera": cam.name, "grid": node.code if node else None,
+                "started_at": o.started_at.isoformat(), "started_at_local": local(o.started_at),
+                "ended_at": o.ended_at.isoformat() if o.ended_at else None, "ended_at_local": local(o.ended_at),
+                "ongoing": o.ended_at is None,
+                "duration_s": round(((o.ended_at or now) - o.started_at).total_seconds(), 1),
+                "state": o.state, "reason": o.reason,
+                "offline_notice_at": o.offline_notice_at.isoformat() if o.offline_notice_at else None,
+                "online_notice_at": o.online_notice_at.isoformat() if o.online_notice_at else None,
+            }
+            for o, cam, node in found
+        ]  # fmt: skip
+        rows = [
+            [i["camera"], str(i["camera_id"]), i["grid"] or "-", i["started_at_local"],
+             i["ended_at_local"] or "离线中", format_duration(i["duration_s"]),
+             "已通知" if i["offline_notice_at"] else "未到通知时限", i["reason"] or i["state"]]
+            for i in items
+        ]  # fmt: skip
+        emit(
+            as_json,
+            {"outages": items, "timezone": settings.worker.timezone},
+            table(["CAMERA", "ID", "GRID", f"OFFLINE SINCE ({settings.worker.timezone})", "UNTIL", "FOR", "NOTICE",
+                   "REASON"], rows),  # fmt: skip
+            f"{len(items)} outage(s)" + (f" (the newest {limit}: --limit shows more)" if len(items) == limit else ""),
+        )
 
     @grids_app.command("list")
     def grids_list(

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, make_url, select, text
 
 from gridpatrol.cli_lists import display_width
 from models.db.engine import make_engine, make_session_factory, transaction
-from models.db.tables import Camera, GridNode, Ticket, User
+from models.db.tables import Camera, CameraOutage, GridNode, Ticket, User
 from tests.models.test_bus import REDIS_URL, redis_available
 from tests.support import sample
 from tests.support.cli_batch import run_cli_batch
@@ -339,6 +339,41 @@ def test_tickets_list(env: dict[str, str], db_url: str) -> None:
     assert "待派遣 open" in text and "超时 1小时" in text and "2026-01-02 11:04:05" in text and "3 ticket(s)" in text
     bad = next(runs)
     assert bad.returncode != 0 and "unknown state 'done'" in bad.stderr
+
+
+def test_camera_outages_list(env: dict[str, str], db_url: str) -> None:
+    """An operator lists the outages the ticketers recorded (models/grid/outages.py writes them; here they are
+    written straight into the database): newest first, the ongoing one marked, filters by grid and state."""
+    engine = make_engine(db_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            cam = {c.name: c.id for c in session.scalars(select(Camera))}
+            since = datetime(2026, 1, 2, 3, 0, 0, tzinfo=UTC)
+            session.add_all([
+                CameraOutage(camera_id=cam["cam-g1-a"], started_at=since, state="backoff", reason="connection refused",
+                             offline_notice_at=since + timedelta(minutes=2), ended_at=since + timedelta(minutes=32),
+                             online_notice_at=since + timedelta(minutes=32)),
+                CameraOutage(camera_id=cam["cam-g3-a"], ongoing_camera_id=cam["cam-g3-a"],
+                             started_at=since + timedelta(days=1), state="unknown", reason="no worker reports it",
+                             offline_notice_at=since + timedelta(days=1, minutes=2)),
+            ])  # fmt: skip
+    finally:
+        engine.dispose()
+    runs = iter(run_cli_batch([
+        ["cameras", "outages", "--json"], ["cameras", "outages", "--ongoing", "--json"],
+        ["cameras", "outages", "--grid", "S1", "--json"], ["cameras", "outages"],
+    ], env))  # fmt: skip
+    items = json.loads(ok(next(runs)))["outages"]
+    assert [(i["camera"], i["ongoing"]) for i in items] == [("cam-g3-a", True), ("cam-g1-a", False)]
+    done = items[1]
+    assert (done["started_at_local"], done["ended_at_local"], done["duration_s"]) == (
+        "2026-01-02 11:00:00", "2026-01-02 11:32:00", 1920.0
+    )  # Asia/Shanghai
+    assert [i["camera"] for i in json.loads(ok(next(runs)))["outages"]] == ["cam-g3-a"]
+    assert [i["camera"] for i in json.loads(ok(next(runs)))["outages"]] == ["cam-g1-a"]
+    text = ok(next(runs))
+    assert "离线中" in text and "32分0秒" in text and "已通知" in text and "connection refused" in text
+    assert "2 outage(s)" in text
 
 
 def test_zones_get_of_an_unknown_camera_names_the_database(env: dict[str, str], db_url: str) -> None:
