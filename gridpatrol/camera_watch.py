@@ -59,8 +59,9 @@ class CameraWatch:
         with self.factory() as session:
             ids = list(session.scalars(select(Camera.id).where(Camera.enabled.is_(True)).order_by(Camera.id)))
         out: dict[int, CameraState] = {}
+        snaps = self.health_board.get_many([str(camera_id) for camera_id in ids])
         for camera_id in ids:
-            snap = self.health_board.get(str(camera_id))
+            snap = snaps[str(camera_id)]
             if snap is None:
                 out[camera_id] = CameraState(online=False, state="unknown", reason="no worker reports it")
                 continue

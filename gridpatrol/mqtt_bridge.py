@@ -119,8 +119,10 @@ class MqttBridge:
     def status_round(self) -> int:
         """Publish (retained) the status of each camera whose state changed; returns how many."""
         sent = 0
-        for camera_id in self.camera_ids():
-            snap = self.health_board.get(str(camera_id))
+        ids = list(self.camera_ids())
+        snaps = self.health_board.get_many([str(camera_id) for camera_id in ids])
+        for camera_id in ids:
+            snap = snaps[str(camera_id)]
             state = str(snap.get("state")) if snap else "unknown"  # no worker posting: offline or unowned
             reason = snap.get("reason") if snap else None
             with self._status_lock:

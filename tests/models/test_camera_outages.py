@@ -488,3 +488,24 @@ def test_the_notice_reaches_mqtt_and_the_metrics(
     registry = CollectorRegistry()
     TicketerCollector(ticketer).register(registry)
     assert registry.get_sample_value("gridpatrol_camera_outages_total") == 1.0
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+def test_the_board_reads_many_cameras_at_once(kind: str) -> None:
+    """The camera watch and the MQTT status read every camera each look: one MGET per 500 cameras, the same
+    answers as one GET each (a camera nobody posts reads None)."""
+    from models.bus.health_board import MemoryHealthBoard
+
+    if kind == "redis":
+        require(redis_available(), "Redis on 127.0.0.1:6379")
+        health: RedisHealthBoard | MemoryHealthBoard = RedisHealthBoard(
+            REDIS_URL, namespace=f"gptest-{uuid.uuid4().hex[:10]}:"
+        )
+    else:
+        health = MemoryHealthBoard()
+    health.publish("w1", {str(i): {"state": "streaming" if i % 3 else "backoff"} for i in range(1, 1201)})
+    ids = [str(i) for i in range(1, 1206)]  # 1201..1205: nobody posts them
+    many = health.get_many(ids)
+    assert list(many) == ids
+    assert many == {i: health.get(i) for i in ids}
+    assert many["3"] == {"state": "backoff", "worker": "w1"} and many["1203"] is None
