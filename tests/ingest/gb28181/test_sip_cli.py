@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 from typer.testing import CliRunner, Result
 
 from tests.ingest.gb28181.sipp import DEVICE_ID, SippDevice, free_port, require_sipp
@@ -58,14 +60,32 @@ def wait_for_line(log: Path, text: str, timeout_s: float = 30) -> None:
         time.sleep(0.1)
 
 
+def wait_ready(port: int, timeout_s: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+            if answer.status_code == 200:
+                return dict(answer.json())
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "gb28181 serve never answered /readyz with 200"
+        time.sleep(0.2)
+
+
 def test_gb28181_serve_registers_a_device_and_devices_lists_it(tmp_path: Path) -> None:
     require_sipp()
     sip_port = free_port()
     env = env_for(tmp_path, sip_port)
     (tmp_path / "var").mkdir()
     log = tmp_path / "var" / "gb.log"
-    with background(["gb28181", "serve", "--no-gateway", "--domain", "3402000000"], env, log):
+    metrics_port = free_tcp_port()
+    with background(
+        ["gb28181", "serve", "--no-gateway", "--domain", "3402000000", "--metrics-port", str(metrics_port)], env, log
+    ):
         wait_for_line(log, f"on sip:127.0.0.1:{sip_port} (udp/tcp)")
+        ready = wait_ready(metrics_port)  # the platform's own readiness check, beside the database's
+        assert ready["checks"]["sip"] == "ok" and ready["checks"]["database"] == "ok", ready
         device = SippDevice(platform_port=sip_port, password=PASSWORD, workdir=tmp_path, keepalive_ms=1000)
         device.start()
         try:
