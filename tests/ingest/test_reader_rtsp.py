@@ -141,8 +141,9 @@ def test_server_restart_reconnects_by_itself(rtsp_server: Callable[..., RtspServ
         # read timeout (2 s) plus FFmpeg's own detection; then backoff with a reason
         assert wait_for(lambda: reader.health.state in {CameraState.BACKOFF, CameraState.CONNECTING}, 20)
         assert wait_for(lambda: reader.health.reconnects >= 1, 10)
-        seen = reader.health.snapshot()
-        assert seen["reason"] in {"timeout", "eof", "refused", "io_error", "invalid_data"}
+        # while it waits between tries the health says why (connecting again, it has no reason yet)
+        reasons = {"timeout", "eof", "refused", "io_error", "invalid_data"}
+        assert wait_for(lambda: reader.health.snapshot()["reason"] in reasons, 20), reader.health.snapshot()
         before = reader.health.input.count
         server.start()
         assert wait_for(lambda: reader.health.state is CameraState.STREAMING and reader.health.input.count > before + 10, 20)
