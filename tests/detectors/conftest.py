@@ -6,9 +6,11 @@ import importlib.util
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
+from detectors.scenes import Props, build_props
 from tests.detectors.support import asset
 from tests.support.require import require
 
@@ -24,6 +26,24 @@ def vtest_2fps() -> list[tuple[np.ndarray, float]]:
                 frames.append((frame.to_ndarray(format="bgr24"), i / 10.0))
     assert len(frames) == 159
     return frames
+
+
+@pytest.fixture(scope="session")
+def footage() -> list[np.ndarray]:
+    """Every frame of vtest.avi, for the quality suite's scenes (detectors/scenes.py); a module may define
+    its own ``footage`` instead."""
+    with av.open(str(asset("vtest.avi"))) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(frames) == 795
+    return frames
+
+
+@pytest.fixture(scope="session")
+def props(footage: list[np.ndarray]) -> Props:
+    """The quality suite's cut-outs (vtest.avi's people and van, bus.jpg's bus and men)."""
+    bus = cv2.imread(str(asset("bus.jpg")))
+    assert bus is not None
+    return build_props(footage, bus)
 
 
 @pytest.fixture(scope="session")

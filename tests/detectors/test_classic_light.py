@@ -5,29 +5,11 @@ not the pile fidgeting."""
 
 from __future__ import annotations
 
-import av
-import cv2
 import numpy as np
 import pytest
 
 from detectors.backends import ClassicConfig, build_detector
-from detectors.scenes import Props, build_props, condition_scenes, play
-from tests.detectors.support import asset
-
-
-@pytest.fixture(scope="module")
-def footage() -> list[np.ndarray]:
-    with av.open(str(asset("vtest.avi"))) as container:
-        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
-    assert len(frames) == 795
-    return frames
-
-
-@pytest.fixture(scope="module")
-def props(footage: list[np.ndarray]) -> Props:
-    bus = cv2.imread(str(asset("bus.jpg")))
-    assert bus is not None
-    return build_props(footage, bus)
+from detectors.scenes import Props, condition_scenes, play
 
 
 @pytest.mark.slow

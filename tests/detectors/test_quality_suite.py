@@ -11,31 +11,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import av
-import cv2
 import numpy as np
 import pytest
 
 from detectors.backends import ClassicConfig, OnnxConfig, build_detector
-from detectors.scenes import DWELL_S, Props, build_props, condition_scenes, misses, play, score
+from detectors.scenes import DWELL_S, Props, condition_scenes, misses, play, score
 from tests.detectors.support import asset
 
 SUBSET = [("occlusion", 0), ("h264", 1), ("noise", 2), ("shadows", 3)]
-
-
-@pytest.fixture(scope="module")
-def footage() -> list[np.ndarray]:
-    with av.open(str(asset("vtest.avi"))) as container:
-        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
-    assert len(frames) == 795
-    return frames
-
-
-@pytest.fixture(scope="module")
-def props(footage: list[np.ndarray]) -> Props:
-    bus = cv2.imread(str(asset("bus.jpg")))
-    assert bus is not None
-    return build_props(footage, bus)
 
 
 def test_the_suite_has_four_scenes_per_condition_with_known_truth(props: Props) -> None:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import av
-import cv2
 import numpy as np
 import pytest
 
 from detectors.backends import ClassicConfig, OnnxConfig, build_detector
 from detectors.backends.base import FrameInput
 from detectors.backends.onnx import walking
-from detectors.scenes import Props, build_props, condition_scenes, play
+from detectors.scenes import Props, condition_scenes, play
 from tests.detectors.support import asset, pasted_object
 from tests.detectors.test_classic_generated import W, textured
 
@@ -85,21 +83,6 @@ def test_walking_boxes_are_those_not_where_a_box_was(
 ) -> None:
     moved = walking(np.array(now, np.float32).reshape(-1, 4), np.array(before, np.float32).reshape(-1, 4))
     assert len(moved) == walked
-
-
-@pytest.fixture(scope="module")
-def footage() -> list[np.ndarray]:
-    with av.open(str(asset("vtest.avi"))) as container:
-        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
-    assert len(frames) == 795
-    return frames
-
-
-@pytest.fixture(scope="module")
-def props(footage: list[np.ndarray]) -> Props:
-    bus = cv2.imread(str(asset("bus.jpg")))
-    assert bus is not None
-    return build_props(footage, bus)
 
 
 @pytest.mark.slow
