@@ -251,14 +251,7 @@ def queue_camera_notice(session: Session, *, grid_id: int | None, facts: dict[st
     for user_id, chans in channels.items():
         if "camera_offline" not in (preference_of(session, user_id).kinds or []):
             continue
-        for c in chans:
-            try:
-                with session.begin_nested():
-                    session.add(NotifyDelivery(user_id=user_id, channel_id=c.id, kind="camera_offline", dedupe_key=key,
-                                               payload=facts, state="pending", next_attempt_at=at))  # fmt: skip
-                added += 1
-            except IntegrityError:
-                continue  # queued already (uq_notify_dedupe)
+        added += sum(_queue_once(session, user_id, c.id, "camera_offline", key, facts, at) for c in chans)
     return added
 
 
@@ -331,15 +324,22 @@ def queue_summaries(session: Session, *, now: datetime, summary_at: str) -> int:
         user = session.get(User, user_id)
         assert user is not None
         payload = _summary_payload(session, user, now=now, tz=tz)
-        for c in todo:
-            try:
-                with session.begin_nested():
-                    session.add(NotifyDelivery(user_id=user_id, channel_id=c.id, kind="daily_summary", dedupe_key=key,
-                                               payload=payload, state="pending", next_attempt_at=now))  # fmt: skip
-                added += 1
-            except IntegrityError:
-                continue  # another ticketer queued it first
+        added += sum(_queue_once(session, user_id, c.id, "daily_summary", key, payload, now) for c in todo)
     return added
+
+
+def _queue_once(
+    session: Session, user_id: int, channel_id: int, kind: str, key: str, payload: dict[str, Any], at: datetime
+) -> bool:
+    """One pending delivery, unless one with this dedupe key is queued already (``uq_notify_dedupe``: another
+    ticketer queued it first); True when this call added it."""
+    try:
+        with session.begin_nested():
+            session.add(NotifyDelivery(user_id=user_id, channel_id=channel_id, kind=kind, dedupe_key=key,
+                                       payload=payload, state="pending", next_attempt_at=at))  # fmt: skip
+    except IntegrityError:
+        return False
+    return True
 
 
 # --- delivery ----------------------------------------------------------------------------------------
